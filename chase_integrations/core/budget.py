@@ -1,0 +1,252 @@
+"""The budget policy: least carbon within a slowdown budget, as a Lagrangian dual re-solved each decision.
+
+At each decision we look at the forecast of the rest of the job, hour by hour. For a multiplier μ,
+each hour h runs at ``p_h = argmin_p CI_h·e(p) + μ·t(p)``. Larger μ means faster limits, so the
+projected time of the remaining work falls as μ grows. We pick the smallest μ whose projected time
+fits the remaining time budget (the budget minus the time already spent) and run the current interval
+at that μ's limit. Overspending early shrinks the remaining budget, so later decisions correct for it.
+
+How it is solved (exactly, not by bisection on μ):
+
+* Only limits on the lower convex hull of the profile's (time, energy) points can be an argmin; hull
+  vertex k beats the next faster one iff ``CI·s_k > μ``, where ``s_k`` is the energy saved per extra
+  second between them (J/s). So the plan changes only at the breakpoints ``μ = CI_h·s_k``, and a
+  binary search over those finds the smallest feasible μ in a few vectorised projections.
+* With discrete limits the projected time jumps at that μ and part of the budget stays unused. With
+  ``interpolate=True`` the hours that flip at that μ run at a limit between the two hull vertices
+  (the profile interpolates between measured limits), chosen so the plan spends the budget exactly:
+  the linear programme's time-sharing solution.
+
+Example:
+    >>> from chase_integrations.core.profile import PowerProfile
+    >>> prof = PowerProfile({300: (1.0, 235.0), 250: (1.005, 216.0), 225: (1.016, 200.0), 200: (1.07, 190.0)})
+    >>> plan = plan_budget(prof, [500.0] * 10 + [100.0] * 10, remaining_steps=20 * 3600,
+    ...                    remaining_time_s=20 * 3600 * 1.02)
+    >>> 200 <= plan.limit_w <= 300 and plan.projected_time_s <= 20 * 3600 * 1.02 + 1
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from chase_integrations.core.profile import PowerProfile
+
+HOUR_S = 3600.0
+_J_PER_KWH = 3.6e6
+_MIX_ITERATIONS = 14  # λ to 1/16000 of the gap between two limits: finer than a watt
+
+#: Default of ``plan_budget(interpolate=None)``: whether the budget policy may use limits between the
+#: candidate limits (measured in ``bench/savings.py``; see the bench README table).
+INTERPOLATE = True
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """Result of one budget decision.
+
+    Attributes:
+        limit_w: Limit for the interval starting now (an interpolated limit when ``interpolate``).
+        mu: The multiplier chosen (gCO2/kWh·J per s); ``math.inf`` when running flat out.
+        projected_time_s: Projected time of the remaining work under the plan.
+        projected_carbon_g: Projected emissions of the remaining work (per the forecast).
+        feasible: Whether the plan fits the budget (``False``: behind schedule, flat out).
+        schedule_w: The planned limit of each hour slot until the work is done (first: now).
+    """
+
+    limit_w: int
+    mu: float
+    projected_time_s: float
+    projected_carbon_g: float
+    feasible: bool
+    schedule_w: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Hull:
+    """Lower convex hull of (time, energy) per step, fastest vertex first."""
+
+    limits_w: np.ndarray  # W
+    time_s: np.ndarray  # s per step
+    energy_j: np.ndarray  # J per step
+    savings_j_per_s: np.ndarray  # s_k between vertex k-1 and k (len = vertices - 1), decreasing
+
+
+def _hull(profile: PowerProfile) -> _Hull:
+    points = sorted(
+        ((profile.time_per_step_s(p), profile.energy_per_step_j(p), p) for p in profile.limits_w),
+        key=lambda x: (x[0], x[1], -x[2]),
+    )
+    hull: list[tuple[float, float, int]] = []
+    for t, e, p in points:
+        if hull and e >= hull[-1][1]:
+            continue  # dominated: no faster and no cheaper than a vertex already kept
+        while len(hull) >= 2:
+            (t1, e1, _), (t2, e2, _) = hull[-2], hull[-1]
+            # drop the middle vertex when it lies on or above the segment from hull[-2] to the new point
+            if (e2 - e1) * (t - t1) >= (e - e1) * (t2 - t1):
+                hull.pop()
+            else:
+                break
+        hull.append((t, e, p))
+    t = np.array([h[0] for h in hull])
+    e = np.array([h[1] for h in hull])
+    savings = (e[:-1] - e[1:]) / np.maximum(t[1:] - t[:-1], 1e-300)
+    return _Hull(np.array([float(h[2]) for h in hull]), t, e, savings)
+
+
+def _extend(intensities: Sequence[float], hours: int) -> np.ndarray:
+    """The forecast, extended beyond its end by repeating its last day (or its last value)."""
+    values = np.asarray(intensities, dtype=float)
+    n = len(values)
+    if hours <= n:
+        return values[:hours]
+    h = np.arange(n, hours)
+    tail = values[n - 24 + (h - n) % 24] if n >= 24 else np.full(len(h), values[-1])
+    return np.concatenate([values, tail])
+
+
+class _Projector:
+    """Projects the remaining work hour by hour for a per-hour choice of (time, energy) per step."""
+
+    def __init__(self, ci: np.ndarray, spans_s: np.ndarray, steps: float) -> None:
+        self.ci = ci
+        self.spans_s = spans_s
+        self.steps = steps
+
+    def run(self, t: np.ndarray, e: np.ndarray) -> tuple[float, float]:
+        """Return (time_s, carbon_g) of the remaining steps under per-hour ``t``, ``e``."""
+        per_hour = self.spans_s / t
+        done = np.cumsum(per_hour)
+        last = int(np.searchsorted(done, self.steps - 1e-9))
+        if last >= len(done):  # the horizon is too short: the last hour's rate continues
+            extra = self.steps - done[-1]
+            time_s = float(self.spans_s.sum() + extra * t[-1])
+            carbon = float(np.dot(per_hour * e, self.ci) + extra * e[-1] * self.ci[-1]) / _J_PER_KWH
+            return time_s, carbon
+        before = done[last - 1] if last > 0 else 0.0
+        rest = self.steps - before
+        time_s = float(self.spans_s[:last].sum() + rest * t[last])
+        carbon = float(np.dot(per_hour[:last] * e[:last], self.ci[:last]) + rest * e[last] * self.ci[last])
+        return time_s, carbon / _J_PER_KWH
+
+
+def plan_budget(
+    profile: PowerProfile,
+    intensities_g_per_kwh: Sequence[float],
+    remaining_steps: float,
+    remaining_time_s: float,
+    first_hour_s: float = HOUR_S,
+    iterations: int = 40,
+    interpolate: bool | None = None,
+) -> BudgetPlan:
+    """Choose the limit for now so the remaining work fits ``remaining_time_s`` with the least carbon.
+
+    Args:
+        profile: Per-step time and energy by limit (the candidate limits).
+        intensities_g_per_kwh: Forecast intensity for the coming hours, the first for the slot
+            starting now (at least one value). Beyond its end the last day repeats.
+        remaining_steps: Steps of work left.
+        remaining_time_s: Time budget left for them, s.
+        first_hour_s: Length of the first slot, s (the rest of the current hour).
+        iterations: Unused; kept for compatibility (the search over μ is exact).
+        interpolate: Let the hours at the critical μ run at a limit between two candidate limits
+            (interpolated profile) so the plan spends the budget exactly. ``None``: :data:`INTERPOLATE`.
+    """
+    del iterations
+    if interpolate is None:
+        interpolate = INTERPOLATE
+    if len(intensities_g_per_kwh) == 0:
+        raise ValueError("plan_budget needs at least one forecast intensity.")
+    hull = _hull(profile)
+    fastest_w = int(hull.limits_w[0])
+    if remaining_steps <= 0:
+        return BudgetPlan(fastest_w, math.inf, 0.0, 0.0, True)
+    slowest_t = float(hull.time_s[-1])
+    hours = max(len(intensities_g_per_kwh), math.ceil((remaining_steps * slowest_t - first_hour_s) / HOUR_S) + 2)
+    ci = np.maximum(_extend(intensities_g_per_kwh, hours), 0.0)
+    spans = np.full(hours, HOUR_S)
+    spans[0] = max(first_hour_s, 1e-9)
+    proj = _Projector(ci, spans, float(remaining_steps))
+    # vertex index per hour for a multiplier: the number of breakpoints CI_h·s_k strictly above μ
+    rates = ci[:, None] * hull.savings_j_per_s[None, :]  # hours × (vertices - 1)
+
+    def choice(mu: float) -> np.ndarray:
+        return (rates > mu).sum(axis=1)
+
+    def project(idx: np.ndarray) -> tuple[float, float]:
+        return proj.run(hull.time_s[idx], hull.energy_j[idx])
+
+    fast_idx = np.zeros(hours, dtype=int)
+    fast = project(fast_idx)
+    if fast[0] > remaining_time_s:
+        return BudgetPlan(fastest_w, math.inf, fast[0], fast[1], False, _schedule(hull, fast_idx, proj))
+    free_idx = choice(0.0)
+    free = project(free_idx)
+    if free[0] <= remaining_time_s:
+        return BudgetPlan(int(hull.limits_w[free_idx[0]]), 0.0, free[0], free[1], True,
+                          _schedule(hull, free_idx, proj))
+    # smallest breakpoint whose plan fits; the plan just below it does not
+    breaks = np.unique(rates[rates > 0])
+    lo, hi = -1, len(breaks) - 1  # breaks[hi] is feasible (at the largest break every hour is fastest)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if project(choice(float(breaks[mid])))[0] <= remaining_time_s:
+            hi = mid
+        else:
+            lo = mid
+    mu = float(breaks[hi])
+    idx = choice(mu)
+    result = project(idx)
+    if not interpolate:
+        return BudgetPlan(int(hull.limits_w[idx[0]]), mu, result[0], result[1], True, _schedule(hull, idx, proj))
+    return _mix(profile, hull, proj, idx, choice(np.nextafter(mu, 0.0)), mu, remaining_time_s, result)
+
+
+def _mix(profile: PowerProfile, hull: _Hull, proj: _Projector, fast_idx: np.ndarray, slow_idx: np.ndarray,
+         mu: float, budget_s: float, fast: tuple[float, float]) -> BudgetPlan:
+    """Hours that flip at μ run at an interpolated limit so the projected time meets the budget."""
+    flip = fast_idx != slow_idx
+    p_fast = hull.limits_w[fast_idx].astype(float)
+    p_slow = hull.limits_w[slow_idx].astype(float)
+
+    # the profile interpolates linearly between its measured limits: np.interp over the same points
+    limits = np.array(profile.limits_w, dtype=float)
+    times = np.array([profile.time_per_step_s(w) for w in profile.limits_w])
+    energies = np.array([profile.energy_per_step_j(w) for w in profile.limits_w])
+    t_fast, e_fast = hull.time_s[fast_idx], hull.energy_j[fast_idx]
+
+    def at(lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = np.where(flip, p_fast + lam * (p_slow - p_fast), p_fast)
+        t = np.where(flip, np.interp(p, limits, times), t_fast)
+        e = np.where(flip, np.interp(p, limits, energies), e_fast)
+        return p, t, e
+
+    lo, hi = 0.0, 1.0  # lo feasible
+    best = (p_fast, fast)
+    for _ in range(_MIX_ITERATIONS):
+        mid = (lo + hi) / 2
+        p, t, e = at(mid)
+        trial = proj.run(t, e)
+        if trial[0] <= budget_s:
+            lo, best = mid, (p, trial)
+        else:
+            hi = mid
+    p, result = best
+    # the GPU takes whole watts: round towards the faster side so the plan stays within budget
+    limit = int(math.ceil(p[0] - 1e-6)) if p_slow[0] < p_fast[0] else int(math.floor(p[0] + 1e-6))
+    schedule = tuple(float(x) for x in p[: _used_hours(proj, result[0])])
+    return BudgetPlan(limit, mu, result[0], result[1], True, schedule)
+
+
+def _used_hours(proj: _Projector, time_s: float) -> int:
+    return int(np.searchsorted(np.cumsum(proj.spans_s), time_s - 1e-6)) + 1
+
+
+def _schedule(hull: _Hull, idx: np.ndarray, proj: _Projector) -> tuple[float, ...]:
+    time_s, _ = proj.run(hull.time_s[idx], hull.energy_j[idx])
+    return tuple(float(hull.limits_w[i]) for i in idx[: _used_hours(proj, time_s)])

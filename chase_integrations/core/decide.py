@@ -1,0 +1,151 @@
+"""Rank 0's decision: read the grid, forecast, and let the policy pick a limit.
+
+The result is a small picklable dict that the adapter broadcasts to every rank.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timedelta
+
+from chase_integrations.carbon.reading import IntensityReading
+from chase_integrations.core.budget import plan_budget
+from chase_integrations.core.config import ChaseConfig
+from chase_integrations.core.intensity import IntensitySource, time_weighted_mean
+from chase_integrations.core.ledger import Ledger
+from chase_integrations.core.policies import chase_limit
+from chase_integrations.core.profile import PowerProfile
+from chase_integrations.forecast import make_forecaster
+
+logger = logging.getLogger(__name__)
+
+_ROLLING_HORIZON_H = 24
+_MAX_FORECAST_H = 48
+
+
+class Decider:
+    """Turns provider readings and a forecast into a power limit, per the configured policy."""
+
+    def __init__(self, config: ChaseConfig, intensity: IntensitySource, clock) -> None:
+        self.config = config
+        self.intensity = intensity
+        self.clock = clock
+        self.forecaster = make_forecaster(config.forecaster)
+        self._fitted = False
+        self._last_update: datetime | None = None
+        self._said_rolling = False
+        self.last_plan = None
+
+    # ------------------------------------------------------------------ forecast
+    def _feed_forecaster(self, latest: IntensityReading | None) -> None:
+        try:
+            if not self._fitted:
+                history = self.intensity.history(24)
+                if latest is not None and all(r.time != latest.time for r in history):
+                    history.append(latest)
+                if history:
+                    self.forecaster.fit(sorted(history, key=lambda r: r.time))
+                    self._fitted = True
+                    self._last_update = max(r.time for r in history)
+            elif latest is not None and (self._last_update is None or latest.time > self._last_update):
+                self.forecaster.update(latest)
+                self._last_update = latest.time
+        except Exception as e:  # forecasting must never stop training
+            logger.warning("Forecaster %s failed (%s: %s); using the last known value.", type(self.forecaster).__name__,
+                           type(e).__name__, e)
+
+    def hourly_outlook(self, hours: int) -> list[float]:
+        """Intensity for the current hour and the next ``hours - 1`` hours (gCO2eq/kWh)."""
+        latest = self.intensity.latest()
+        self._feed_forecaster(latest)
+        current = latest.g_per_kwh if latest is not None else self.intensity.last_known
+        predicted: list[float] = []
+        try:
+            predicted = [r.g_per_kwh for r in self.forecaster.predict(max(1, hours - 1))]
+        except Exception as e:
+            logger.warning("Forecast failed (%s); repeating the last known value.", e)
+        own = self.intensity.provider_forecast(hours)
+        if own:
+            now_hour = self.clock.now().replace(minute=0, second=0, microsecond=0)
+            by_hour = {r.time.replace(minute=0, second=0, microsecond=0): r.g_per_kwh for r in own}
+            predicted = [by_hour.get(now_hour + timedelta(hours=h + 1), p) for h, p in enumerate(predicted)]
+        if current is None:
+            current = predicted[0] if predicted else None
+        if current is None:
+            return []
+        values = [current, *predicted][:hours]
+        while len(values) < hours:
+            values.append(values[-1])
+        return values
+
+    # ------------------------------------------------------------------ decision
+    def decide(self, profile: PowerProfile | None, candidates_w: list[int], current_limit_w: int | None,
+               default_limit_w: int | None, ledger: Ledger, steps_done: int, total_steps: int | None,
+               est_step_s: float | None) -> dict:
+        """Pick the limit for the interval starting now. Returns the payload to broadcast."""
+        cfg = self.config
+        now = self.clock.now()
+        interval_s = cfg.decision_interval_s or self._epoch_estimate_s(ledger) or 3600.0
+        remaining_steps = None if total_steps is None else max(0, total_steps - steps_done)
+        horizon_h = min(_MAX_FORECAST_H, max(2, math.ceil(interval_s / 3600.0) + 1))
+        if cfg.policy == "budget" and profile is not None:
+            if remaining_steps is not None:
+                need_s = remaining_steps * profile.time_per_step_s(profile.default_limit_w)
+                horizon_h = min(_MAX_FORECAST_H, max(horizon_h, math.ceil(need_s / 3600.0) + 1))
+            else:
+                horizon_h = max(horizon_h, _ROLLING_HORIZON_H)
+        outlook = self.hourly_outlook(horizon_h)
+        forecast = self._interval_mean(outlook, now, interval_s) if outlook else None
+
+        limit = current_limit_w
+        candidates_w = [w for w in candidates_w if profile is not None and w in profile]
+        usable = bool(candidates_w)
+        if cfg.policy == "static":
+            limit = cfg.static_power_limit_w
+        elif cfg.policy == "monitor" or not usable or forecast is None:
+            limit = None if cfg.policy == "monitor" else current_limit_w
+        elif cfg.policy == "chase":
+            prof = profile.restricted(candidates_w)
+            seen = self.intensity.known_values(24) + [forecast]
+            ci_max = cfg.max_intensity_g_per_kwh or max(seen)
+            limit = chase_limit(prof, forecast, cfg.eta, ci_max)
+        elif cfg.policy == "budget":
+            limit = self._budget(profile.restricted(candidates_w), outlook, now, ledger, remaining_steps)
+
+        steps_until_next = None
+        if cfg.decision_interval_s:
+            step_s = est_step_s
+            if profile is not None and limit is not None and limit in profile:
+                step_s = profile.time_per_step_s(limit)
+            steps_until_next = max(1, round(cfg.decision_interval_s / step_s)) if step_s else 5
+        return {"limit_w": limit, "forecast_g_per_kwh": forecast, "steps_until_next": steps_until_next}
+
+    def _budget(self, profile: PowerProfile, outlook: list[float], now: datetime, ledger: Ledger,
+                remaining_steps: int | None) -> int:
+        s = self.config.max_slowdown
+        t_default = profile.time_per_step_s(profile.default_limit_w)
+        if remaining_steps is None:
+            remaining_steps = int(_ROLLING_HORIZON_H * 3600 / t_default)
+            if not self._said_rolling:
+                logger.info("chase: the job's length is unknown (no max_epochs/max_steps); the budget policy plans "
+                            "over a rolling %d-hour horizon.", _ROLLING_HORIZON_H)
+                self._said_rolling = True
+        allowed_s = (1.0 + s) * (ledger.baseline_time_s + remaining_steps * t_default)
+        remaining_time_s = allowed_s - ledger.time_s
+        first_hour_s = 3600.0 - (now.minute * 60 + now.second + now.microsecond / 1e6)
+        plan = plan_budget(profile, outlook, remaining_steps, remaining_time_s, first_hour_s=max(1.0, first_hour_s))
+        self.last_plan = plan
+        return plan.limit_w
+
+    @staticmethod
+    def _interval_mean(outlook: list[float], now: datetime, interval_s: float) -> float:
+        hour0 = now.replace(minute=0, second=0, microsecond=0)
+        readings = [IntensityReading(hour0 + timedelta(hours=h), v, h > 0) for h, v in enumerate(outlook)]
+        value = time_weighted_mean(readings, now, now + timedelta(seconds=interval_s))
+        return float(value if value is not None else outlook[0])
+
+    @staticmethod
+    def _epoch_estimate_s(ledger: Ledger) -> float | None:
+        train = [i for i in ledger.intervals if i.phase == "train" and i.duration_s > 0]
+        return train[-1].duration_s if train else None

@@ -1,0 +1,175 @@
+"""Reading the grid's intensity for an interval, with the fallback chain.
+
+Order: the provider (time-weighted over the interval) → the forecast the decision used → the last
+known value → a static value (``fallback_intensity_g_per_kwh``, else the world average). A reading
+older than ``max_reading_age_s`` counts as a failure. Each fallback is counted and warned about once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from datetime import datetime, timedelta
+
+from chase_integrations._warnings import OnceWarner
+from chase_integrations.carbon.base import CarbonIntensityProvider
+from chase_integrations.carbon.reading import IntensityReading
+from chase_integrations.core.config import WORLD_AVERAGE_G_PER_KWH
+from chase_integrations.errors import ProviderError, StaleDataError
+
+logger = logging.getLogger(__name__)
+
+
+def time_weighted_mean(readings: list[IntensityReading], start: datetime, end: datetime) -> float | None:
+    """Mean of the step function the readings define (each holds until the next) over ``[start, end)``.
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> t = lambda h, m=0: datetime(2024, 1, 1, h, m, tzinfo=timezone.utc)
+        >>> rs = [IntensityReading(t(0), 100.0), IntensityReading(t(1), 200.0)]
+        >>> time_weighted_mean(rs, t(0, 30), t(1, 30))
+        150.0
+    """
+    ordered = sorted(readings, key=lambda r: r.time)
+    if not ordered:
+        return None
+    if end <= start:
+        before = [r for r in ordered if r.time <= start]
+        return (before[-1] if before else ordered[0]).g_per_kwh
+    total = weight = 0.0
+    for i, r in enumerate(ordered):
+        seg_start = max(r.time, start) if i > 0 else start  # the first reading also covers time before it
+        seg_end = min(ordered[i + 1].time, end) if i + 1 < len(ordered) else end
+        width = (seg_end - seg_start).total_seconds()
+        if width > 0:
+            total += width * r.g_per_kwh
+            weight += width
+    return total / weight if weight > 0 else ordered[-1].g_per_kwh
+
+
+class IntensitySource:
+    """Rank 0's view of the grid: reads the provider, remembers readings, falls back when it must."""
+
+    def __init__(self, provider: CarbonIntensityProvider, clock, max_reading_age_s: float,
+                 fallback_g_per_kwh: float | None, strict: bool, warner: OnceWarner) -> None:
+        self.provider = provider
+        self.clock = clock
+        self.max_reading_age_s = max_reading_age_s
+        self.fallback_g_per_kwh = fallback_g_per_kwh
+        self.strict = strict
+        self.warner = warner
+        self.readings: dict[datetime, IntensityReading] = {}
+        self.last_known: float | None = None
+        self.fallbacks: Counter[str] = Counter()
+        self.provider_failures = 0
+
+    # --- provider calls ---------------------------------------------------------------------
+    def latest(self) -> IntensityReading | None:
+        """The provider's latest reading, or ``None`` (failure counted, not raised unless strict)."""
+        try:
+            reading = self.provider.latest()
+            age = (self._now() - reading.time).total_seconds()
+            if age > self.max_reading_age_s:
+                raise StaleDataError(
+                    f"{self.provider.describe()}: newest reading is {age / 3600:.1f} h old "
+                    f"(limit {self.max_reading_age_s / 3600:.1f} h)."
+                )
+        except Exception as e:  # a provider bug must not stop training either
+            self._failure(e)
+            return None
+        self._remember(reading)
+        return reading
+
+    def history(self, hours: float) -> list[IntensityReading]:
+        """The provider's history (empty on failure, counted)."""
+        try:
+            readings = list(self.provider.history(hours=hours))
+        except Exception as e:
+            self._failure(e)
+            return []
+        for r in readings:
+            self._remember(r)
+        return readings
+
+    def provider_forecast(self, hours: int) -> list[IntensityReading]:
+        """The provider's own forecast, if any (failures are logged, not counted as fallbacks)."""
+        try:
+            return list(self.provider.forecast(hours))
+        except Exception as e:
+            logger.debug("Provider forecast unavailable: %s", e)
+            return []
+
+    # --- interval intensity -------------------------------------------------------------------
+    def interval_mean(self, start: datetime, end: datetime, forecast_g_per_kwh: float | None) -> tuple[float, str]:
+        """Measured intensity over ``[start, end)`` and where it came from."""
+        latest = self.latest()
+        if latest is not None:
+            mean_between = getattr(self.provider, "mean_between", None)
+            if callable(mean_between):
+                try:
+                    value = float(mean_between(start, end))
+                    if math.isfinite(value) and value >= 0:
+                        self.last_known = value
+                        return value, "provider"
+                except Exception as e:
+                    logger.debug("mean_between failed (%s); using readings.", e)
+            span_h = max(1.0, (end - start).total_seconds() / 3600.0)
+            if span_h > 1.0 or latest.time > start:
+                self.history(min(24.0, math.ceil(span_h) + 1))
+            window = [r for r in self.readings.values() if r.time < end and r.time >= start - timedelta(hours=6)]
+            value = time_weighted_mean(window, start, end)
+            if value is not None:
+                self.last_known = value
+                return value, "provider"
+        return self._fallback(forecast_g_per_kwh)
+
+    def _fallback(self, forecast_g_per_kwh: float | None) -> tuple[float, str]:
+        if forecast_g_per_kwh is not None:
+            kind, value = "forecast", forecast_g_per_kwh
+        elif self.last_known is not None:
+            kind, value = "last_known", self.last_known
+        elif self.fallback_g_per_kwh is not None:
+            kind, value = "static", self.fallback_g_per_kwh
+        else:
+            kind, value = "static", WORLD_AVERAGE_G_PER_KWH
+        self.fallbacks[kind] += 1
+        self.warner.warn(
+            f"fallback:{kind}",
+            f"Carbon intensity unavailable from {self.provider.describe()}; using the {kind.replace('_', ' ')} "
+            f"value {value:.1f} gCO2eq/kWh for accounting. Counted in the report's `fallbacks`; warned once.",
+        )
+        return float(value), kind
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def _now(self) -> datetime:
+        provider_now = self.provider.now()
+        return provider_now if provider_now is not None else self.clock.now()
+
+    def _remember(self, reading: IntensityReading) -> None:
+        self.readings[reading.time] = reading
+        if len(self.readings) > 24 * 16:
+            for key in sorted(self.readings)[: len(self.readings) - 24 * 14]:
+                del self.readings[key]
+
+    def _failure(self, err: Exception) -> None:
+        self.provider_failures += 1
+        if self.strict:
+            if isinstance(err, ProviderError):
+                raise err
+            raise ProviderError(f"{self.provider.describe()} failed: {type(err).__name__}: {err}") from err
+        self.warner.warn(
+            "provider-failure",
+            f"Carbon-intensity provider {self.provider.describe()} failed ({type(err).__name__}: {err}); "
+            "falling back (forecast, last known value, static value). Training continues; warned once.",
+        )
+        logger.info("Provider failure: %s: %s", type(err).__name__, err)
+
+    def known_values(self, hours: float = 24) -> list[float]:
+        """Values seen within the last ``hours`` hours."""
+        cutoff = self._now() - timedelta(hours=hours)
+        return [r.g_per_kwh for t, r in self.readings.items() if t >= cutoff]
+
+    def sorted_readings(self) -> list[IntensityReading]:
+        """All remembered readings, oldest first."""
+        return [self.readings[k] for k in sorted(self.readings)]

@@ -1,0 +1,178 @@
+"""The ledger: one row per interval, JSON-safe, checkpointable, and the accounting over it.
+
+Example:
+    >>> led = Ledger()
+    >>> led.add(Interval.account("2024-01-01T00:00:00+00:00", "2024-01-01T01:00:00+00:00", 300, 400.0, None,
+    ...                          energy_j=3.6e6, steps=100, duration_s=3600.0))
+    >>> led.carbon_g
+    400.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+J_PER_KWH = 3.6e6
+
+
+def carbon_g(energy_j: float, intensity_g_per_kwh: float, pue: float = 1.0) -> float:
+    """Operational emissions of ``energy_j`` at ``intensity_g_per_kwh``, times the data centre's PUE.
+
+    Example:
+        >>> carbon_g(3.6e6, 250.0, pue=1.2)
+        300.0
+    """
+    return energy_j / J_PER_KWH * intensity_g_per_kwh * pue
+
+
+@dataclass
+class Interval:
+    """One accounting interval: a stretch of training under one power limit.
+
+    Attributes:
+        start / end: ISO-8601 UTC times.
+        power_limit_w: The limit in force (the limit that would have been set, in advisory mode).
+        intensity_g_per_kwh: Measured grid intensity over the interval (time-weighted).
+        forecast_g_per_kwh: The forecast the decision that opened the interval used (``None`` if none).
+        energy_j: GPU energy of all GPUs of all ranks.
+        carbon_g: ``energy_j / 3.6e6 * intensity_g_per_kwh * pue``.
+        steps: Optimizer steps in the interval.
+        duration_s: Monotonic duration.
+        baseline_energy_j / baseline_time_s: The same work at the default limit (from the profile;
+            equal to the measured values when no profile is known yet).
+        baseline_carbon_g: Emissions of that baseline at the same intensity.
+        phase: ``"profile"`` or ``"train"``.
+        intensity_source: ``"provider"``, ``"forecast"``, ``"last_known"`` or ``"static"``.
+    """
+
+    start: str
+    end: str
+    power_limit_w: int
+    intensity_g_per_kwh: float
+    forecast_g_per_kwh: float | None
+    energy_j: float
+    carbon_g: float
+    steps: int = 0
+    duration_s: float = 0.0
+    baseline_energy_j: float = 0.0
+    baseline_time_s: float = 0.0
+    baseline_carbon_g: float = 0.0
+    phase: str = "train"
+    intensity_source: str = "provider"
+    pue: float = 1.0
+
+    @classmethod
+    def account(
+        cls,
+        start: str,
+        end: str,
+        power_limit_w: int,
+        intensity_g_per_kwh: float,
+        forecast_g_per_kwh: float | None,
+        *,
+        energy_j: float,
+        steps: int,
+        duration_s: float,
+        pue: float = 1.0,
+        energy_ratio_to_default: float = 1.0,
+        time_ratio_to_default: float = 1.0,
+        phase: str = "train",
+        intensity_source: str = "provider",
+    ) -> Interval:
+        """Build an interval and do its arithmetic (the only place carbon is computed for the ledger).
+
+        ``energy_ratio_to_default`` is ``e(limit) / e(default)`` from the profile (1 when unknown), so the
+        baseline is the measured energy scaled to the default limit.
+        """
+        baseline_energy = energy_j / energy_ratio_to_default if energy_ratio_to_default > 0 else energy_j
+        baseline_time = duration_s / time_ratio_to_default if time_ratio_to_default > 0 else duration_s
+        return cls(
+            start=start,
+            end=end,
+            power_limit_w=int(power_limit_w),
+            intensity_g_per_kwh=float(intensity_g_per_kwh),
+            forecast_g_per_kwh=None if forecast_g_per_kwh is None else float(forecast_g_per_kwh),
+            energy_j=float(energy_j),
+            carbon_g=carbon_g(energy_j, intensity_g_per_kwh, pue),
+            steps=int(steps),
+            duration_s=float(duration_s),
+            baseline_energy_j=float(baseline_energy),
+            baseline_time_s=float(baseline_time),
+            baseline_carbon_g=carbon_g(baseline_energy, intensity_g_per_kwh, pue),
+            phase=phase,
+            intensity_source=intensity_source,
+            pue=float(pue),
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Interval:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored, missing optional keys get defaults."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Ledger:
+    """All intervals of a run, with running totals."""
+
+    intervals: list[Interval] = field(default_factory=list)
+
+    def add(self, interval: Interval) -> None:
+        """Append an interval."""
+        self.intervals.append(interval)
+
+    def __len__(self) -> int:
+        return len(self.intervals)
+
+    @property
+    def energy_j(self) -> float:
+        """Total GPU energy, J."""
+        return sum(i.energy_j for i in self.intervals)
+
+    @property
+    def carbon_g(self) -> float:
+        """Total emissions, gCO2eq (the sum of the intervals')."""
+        return sum(i.carbon_g for i in self.intervals)
+
+    @property
+    def time_s(self) -> float:
+        """Total training time covered, s."""
+        return sum(i.duration_s for i in self.intervals)
+
+    @property
+    def steps(self) -> int:
+        """Total steps covered."""
+        return sum(i.steps for i in self.intervals)
+
+    @property
+    def baseline_carbon_g(self) -> float:
+        """Emissions of the same work at the default limit, gCO2eq."""
+        return sum(i.baseline_carbon_g for i in self.intervals)
+
+    @property
+    def baseline_energy_j(self) -> float:
+        """Energy of the same work at the default limit, J."""
+        return sum(i.baseline_energy_j for i in self.intervals)
+
+    @property
+    def baseline_time_s(self) -> float:
+        """Time of the same work at the default limit, s."""
+        return sum(i.baseline_time_s for i in self.intervals)
+
+    @property
+    def carbon_saved_g(self) -> float:
+        """Estimated emissions avoided vs. the default limit, gCO2eq."""
+        return self.baseline_carbon_g - self.carbon_g
+
+    def to_list(self) -> list[dict]:
+        """JSON-safe list of intervals."""
+        return [i.to_dict() for i in self.intervals]
+
+    @classmethod
+    def from_list(cls, rows: list[dict]) -> Ledger:
+        """Inverse of :meth:`to_list`."""
+        return cls([Interval.from_dict(r) for r in rows])

@@ -1,0 +1,536 @@
+"""The framework-free engine: train start → profile → decide → account → train end.
+
+Adapters (Lightning, Hugging Face) translate their hooks into :class:`ChaseSession` calls and log the
+metrics it returns; they hold no arithmetic. Every rank runs a session; rank 0 alone talks to the
+provider and the forecaster, and its decisions reach the other ranks through the adapter's
+:class:`~chase_integrations.core.collective.Collective`. Decisions happen at step numbers all ranks
+agree on (rank 0 broadcasts the next decision step with each decision), so collectives line up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from chase_integrations._warnings import OnceWarner
+from chase_integrations.core.clock import SystemClock
+from chase_integrations.core.collective import Collective, LocalCollective
+from chase_integrations.core.config import ChaseConfig
+from chase_integrations.core.decide import Decider
+from chase_integrations.core.intensity import IntensitySource
+from chase_integrations.core.ledger import Interval, Ledger
+from chase_integrations.core.profile import PowerProfile
+from chase_integrations.core.profiling import ProfilingPlan
+from chase_integrations.core.report import build_report, write_report
+from chase_integrations.errors import ConfigurationError, PowerControlError, PowerPermissionError
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+_PROBE_STEPS = 5  # steps to measure the step rate before the first timed decision
+
+
+@dataclass
+class RunContext:
+    """What the adapter knows about this process and the job.
+
+    Attributes:
+        gpu_indices: Indices (in the ``GPUs`` object) of the GPUs this rank trains on.
+        collective: Cross-rank operations (``LocalCollective`` for one process).
+        total_steps: Optimizer steps of the whole job when known (``max_steps``/``max_epochs``).
+        local_rank: This process's rank on its node.
+    """
+
+    gpu_indices: list[int]
+    collective: Collective
+    total_steps: int | None = None
+    local_rank: int = 0
+
+
+class ChaseSession:
+    """One training run's carbon-aware power control. See the module docstring."""
+
+    def __init__(self, config: ChaseConfig) -> None:
+        self.config = config
+        self.sim = config.simulation
+        self.clock = self.sim.clock if self.sim is not None else SystemClock()
+        self.warner = OnceWarner()
+        self.ledger = Ledger()
+        self.profile: PowerProfile | None = None
+        self.plan: ProfilingPlan | None = None
+        self.mode = "idle"  # idle | active | advisory | monitor | disabled
+        self.status = "created"
+        self.steps = 0
+        self.started = False
+        self.ended = False
+        self._restored_state: dict | None = None
+        self._collective: Collective = LocalCollective()
+        self.controller = None
+        self.meter = None
+        self.original_limits_w: dict[int, int] = {}
+        self.current_limit_w: int | None = None
+        self.default_limit_w: int | None = None
+        self.candidates_w: list[int] = []
+        self.intensity: IntensitySource | None = None
+        self.decider: Decider | None = None
+        self.total_steps: int | None = None
+        self._interval: dict | None = None
+        self._next_decision_step: int | None = None
+        self._last_forecast: float | None = None
+        self.notes: list[str] = []
+        self.last_metrics: dict[str, float] = {}
+        self._fresh_metrics: dict[str, float] | None = None
+
+    # ================================================================ lifecycle
+    @property
+    def rank(self) -> int:
+        """This process's global rank."""
+        return self._collective.rank
+
+    def start(self, ctx: RunContext) -> None:
+        """Train start: remember limits, check permission, resolve candidates, load or plan the profile."""
+        if self.started:
+            return
+        self.started, self.status = True, "running"
+        self._collective = ctx.collective
+        self.total_steps = ctx.total_steps
+        cfg = self.config
+        if self.rank == 0:
+            self.intensity = IntensitySource(cfg.provider, self.clock, cfg.max_reading_age_s,
+                                             cfg.fallback_intensity_g_per_kwh, cfg.strict, self.warner)
+            self.decider = Decider(cfg, self.intensity, self.clock)
+        gpus = self._resolve_gpus() if ctx.gpu_indices else None
+        if gpus is None:
+            if not ctx.gpu_indices:
+                self.warner.warn("no-gpu-owned", "This process trains on no GPU; chase-integrations records carbon "
+                                 "intensity only and changes no power limit.")
+            self.mode = "disabled"
+            self._restore_from_state()
+            self._open_interval(self.clock.now(), None)
+            return
+        from chase_integrations.power.limits import PowerLimitController
+        from chase_integrations.power.meter import EnergyMeter
+
+        self.controller = PowerLimitController(gpus, ctx.gpu_indices)
+        self.meter = EnergyMeter(gpus, ctx.gpu_indices, sync_execution=self.sim is None and cfg.gpus is None)
+        self.original_limits_w = self.controller.remember_originals()
+        lo, hi = self.controller.constraints_w()
+        self.default_limit_w = hi
+        self.candidates_w = self._candidates(lo, hi)
+        self.mode = "monitor" if cfg.policy == "monitor" else "active"
+        if self.mode == "active":
+            self._check_permission()
+        self._restore_from_state()
+        self._load_profile()
+        self.current_limit_w = next(iter(self.original_limits_w.values()), hi)
+        self._open_interval(self.clock.now(), None)
+        if self.mode == "active" and cfg.policy == "static" and self.profile is None:
+            self._start_profiling([hi, cfg.static_power_limit_w] if cfg.static_power_limit_w != hi else [hi])
+        elif self.mode == "active" and self.profile is None:
+            self._start_profiling(self.candidates_w)
+        elif self.mode in ("active", "advisory") and self.profile is not None:
+            self._decide(reason="start")
+        if self.mode in ("monitor", "advisory") and cfg.decision_interval_s and self._next_decision_step is None:
+            self._next_decision_step = self.steps + _PROBE_STEPS
+
+    def step_end(self) -> dict[str, float] | None:
+        """One optimizer step finished. Cheap unless a decision or profiling event is due.
+
+        Returns the metrics to log when an interval closed during the step, else ``None``.
+        """
+        if not self.started or self.ended:
+            return None
+        self.steps += 1
+        if self._interval is not None:
+            self._interval["steps"] += 1
+        if self.sim is not None and self.controller is not None:
+            self.sim.step(self.controller.gpu_indices)
+        if self.plan is not None and not self.plan.done:
+            self._profiling_step()
+        elif self._next_decision_step is not None and self.steps >= self._next_decision_step:
+            self._decide(reason="interval")
+        return self.pop_metrics() if self._fresh_metrics is not None else None
+
+    def epoch_end(self) -> dict[str, float] | None:
+        """An epoch ended: interrupt profiling (it resumes next epoch) or decide."""
+        if not self.started or self.ended:
+            return None
+        if self.plan is not None and not self.plan.done:
+            if self.plan.phase == "measure" and self.meter is not None:
+                energy, elapsed = self._end_measure()
+                self.plan.add_partial(elapsed, energy)
+            self.plan.interrupt()
+            self._restart_profile_phase()
+        else:
+            self._decide(reason="epoch")
+        return self.pop_metrics()
+
+    def end(self, status: str = "finished") -> dict:
+        """Train end (or abort): close the interval, restore every GPU, write the report. Idempotent."""
+        if self.ended:
+            return self.report()
+        self.ended = True
+        self.status = status
+        try:
+            if self.started and self._interval is not None:
+                if status == "finished":
+                    self._close_interval(self.clock.now())
+                else:
+                    self._close_interval_local(self.clock.now())
+        finally:
+            self.restore()
+        report = self.report()
+        if self.config.report_path and self.rank == 0:
+            write_report(report, self.config.report_path)
+        return report
+
+    def restore(self) -> list[str]:
+        """Restore every owned GPU's original limit (idempotent; never raises)."""
+        problems = self.controller.restore() if self.controller is not None else []
+        if problems:
+            self.notes.extend(problems)
+        return problems
+
+    # ================================================================ profiling
+    def _start_profiling(self, limits_w: list[int]) -> None:
+        cfg = self.config
+        ordered = sorted(set(limits_w), reverse=True)
+        if self.plan is None or self.plan.limits_w != ordered:
+            self.plan = ProfilingPlan(ordered, cfg.profile_warmup_steps, cfg.profile_measure_steps)
+        if self.plan.done:
+            self._finish_profiling()
+            return
+        self._restart_profile_phase()
+
+    def _restart_profile_phase(self) -> None:
+        assert self.plan is not None
+        limit = self.plan.current_limit_w
+        if limit is None:
+            return
+        if limit != self.current_limit_w:
+            self._switch_limit(limit, forecast=None, phase="profile")
+        if self.plan.start_event() == "begin_measure":
+            self._begin_measure()
+
+    def _begin_measure(self) -> None:
+        assert self.meter is not None
+        self.meter.begin("profile")
+        self._measure_t0 = self.clock.monotonic()
+
+    def _end_measure(self) -> tuple[float, float]:
+        """Close the profiling window: (energy summed over ranks, time max over ranks)."""
+        assert self.meter is not None
+        energy = self.meter.end("profile").energy_j
+        elapsed = self.clock.monotonic() - self._measure_t0
+        return self._collective.sum_max(energy, elapsed)
+
+    def _profiling_step(self) -> dict[str, float] | None:
+        assert self.plan is not None and self.meter is not None
+        event = self.plan.on_step()
+        if event == "begin_measure":
+            self._begin_measure()
+        elif event == "end_measure":
+            energy_sum, time_max = self._end_measure()
+            self.plan.record_window(max(time_max, 1e-9), max(energy_sum, 1e-9))
+            if self.plan.done:
+                return self._finish_profiling()
+            self._restart_profile_phase()
+        return None
+
+    def _finish_profiling(self) -> dict[str, float] | None:
+        assert self.plan is not None
+        self.profile = PowerProfile(self.plan.results)
+        logger.info("Profiled %d power limits: %r", len(self.profile), self.profile)
+        if self.plan.skipped_w:
+            logger.info("Skipped limits %s W: dominated (slower and more energy per step than a higher limit).",
+                        self.plan.skipped_w)
+            self.candidates_w = [w for w in self.candidates_w if w in self.profile]
+        if self.config.profile_path and self.rank == 0:
+            try:
+                self.profile.save(self.config.profile_path, {"gpu_indices": self.controller.gpu_indices if self.controller else []})
+            except OSError as e:
+                self.warner.warn("profile-save", f"Could not save the profile to {self.config.profile_path!r}: {e}")
+        return self._decide(reason="profiled")
+
+    def _load_profile(self) -> None:
+        path = self.config.profile_path
+        if self.profile is not None or not path:
+            return
+        from pathlib import Path
+
+        if not Path(path).exists():
+            return
+        profile = PowerProfile.load(path)
+        missing = [w for w in self._needed_limits() if w not in profile]
+        if self.config.policy != "static" and self.default_limit_w in profile and self.config.power_limits_w is None:
+            missing = []  # a pruned profile still covers every limit worth using
+        if missing:
+            self.warner.warn("profile-stale", f"Saved profile {path!r} lacks limits {missing} W; profiling again.")
+            return
+        self.profile = profile
+        self.candidates_w = [w for w in self.candidates_w if w in profile]
+        logger.info("Loaded power profile from %s.", path)
+
+    def _needed_limits(self) -> list[int]:
+        cfg = self.config
+        if cfg.policy == "static":
+            return sorted({self.default_limit_w, cfg.static_power_limit_w})
+        return list(self.candidates_w)
+
+    # ================================================================ decisions
+    def _decide(self, reason: str) -> dict[str, float]:
+        """Close the interval, let rank 0 choose, broadcast, apply. Called on every rank at the same step."""
+        now = self.clock.now()
+        metrics = self._close_interval(now)
+        payload = None
+        if self.rank == 0:
+            assert self.decider is not None
+            est_step_s = self._estimated_step_s()
+            payload = self.decider.decide(
+                profile=self.profile, candidates_w=self.candidates_w, current_limit_w=self.current_limit_w,
+                default_limit_w=self.default_limit_w, ledger=self.ledger, steps_done=self.steps,
+                total_steps=self.total_steps, est_step_s=est_step_s,
+            )
+        payload = self._collective.broadcast(payload)
+        limit = payload["limit_w"]
+        self._next_decision_step = (self.steps + payload["steps_until_next"]) if payload.get("steps_until_next") else None
+        if limit is not None and limit != self.current_limit_w:
+            self._switch_limit(limit, payload.get("forecast_g_per_kwh"), phase="train", now=now, close=False)
+            logger.info("chase: power limit -> %d W (%s; forecast %s gCO2eq/kWh)", limit, reason,
+                        _fmt(payload.get("forecast_g_per_kwh")))
+        else:
+            self._open_interval(now, payload.get("forecast_g_per_kwh"))
+        return metrics
+
+    def _estimated_step_s(self) -> float | None:
+        if self.profile is not None and self.current_limit_w is not None:
+            try:
+                return self.profile.time_per_step_s(self.current_limit_w)
+            except ConfigurationError:
+                pass
+        recent = [i for i in self.ledger.intervals[-3:] if i.steps > 0]
+        if recent:
+            return sum(i.duration_s for i in recent) / sum(i.steps for i in recent)
+        return None
+
+    def _switch_limit(self, limit_w: int, forecast: float | None, phase: str, now: datetime | None = None,
+                      close: bool = True) -> None:
+        now = now or self.clock.now()
+        if close:
+            self._close_interval(now)
+        self._apply_limit(limit_w)
+        self._open_interval(now, forecast, phase=phase)
+
+    def _apply_limit(self, limit_w: int) -> None:
+        self.current_limit_w = int(limit_w)
+        if self.mode != "active" or self.controller is None:
+            return
+        try:
+            self.controller.set_all_w(limit_w)
+        except PowerControlError as e:
+            if self.config.strict:
+                raise
+            self.mode = "advisory"
+            self.warner.warn(
+                "set-failed",
+                f"Setting the GPU power limit failed mid-run ({e}); continuing in advisory mode (measuring and "
+                "logging the limits it would set). Original limits are restored at the end.",
+            )
+            self.notes.append(str(e))
+            self.controller.restore()
+
+    def _check_permission(self) -> None:
+        assert self.controller is not None
+        try:
+            self.controller.check_permission()
+        except PowerPermissionError as e:
+            if self.config.strict:
+                self.controller.restore()
+                raise
+            self.mode = "advisory"
+            self.warner.warn(
+                "advisory",
+                f"No permission to set GPU power limits ({e}). Running in advisory mode: measuring and logging the "
+                "limit it would set, changing nothing. Pass strict=True to make this an error.",
+            )
+        except PowerControlError as e:
+            if self.config.strict:
+                self.controller.restore()
+                raise
+            self.mode = "advisory"
+            self.warner.warn("advisory", f"GPU power limits cannot be set ({e}); running in advisory mode.")
+
+    # ================================================================ accounting
+    def _open_interval(self, now: datetime, forecast: float | None, phase: str = "train") -> None:
+        self._interval = {
+            "start": now, "t0": self.clock.monotonic(), "steps": 0, "forecast": forecast,
+            "limit_w": self.current_limit_w, "phase": phase,
+        }
+        self._last_forecast = forecast
+        if self.meter is not None:
+            self.meter.begin("interval")
+
+    def _close_interval(self, now: datetime) -> dict[str, float]:
+        """Close the open interval on every rank: sum energy, rank 0 measures intensity, all record it."""
+        iv = self._interval
+        if iv is None:
+            return {}
+        self._interval = None
+        energy = self.meter.end("interval").energy_j if self.meter is not None else 0.0
+        duration = self.clock.monotonic() - iv["t0"]
+        energy_sum, duration_max = self._collective.sum_max(energy, duration)
+        measured = None
+        if self.rank == 0:
+            assert self.intensity is not None
+            measured = self.intensity.interval_mean(iv["start"], now, iv["forecast"])
+        measured = self._collective.broadcast(measured)
+        return self._record(iv, now, energy_sum, duration_max, measured[0], measured[1])
+
+    def _close_interval_local(self, now: datetime) -> dict[str, float]:
+        """Close without collectives: on an abort, other ranks may be gone, so never block."""
+        iv = self._interval
+        if iv is None:
+            return {}
+        self._interval = None
+        try:
+            energy = self.meter.end("interval").energy_j if self.meter is not None else 0.0
+        except Exception:  # aborting: never let accounting hide the real error
+            energy = 0.0
+        duration = self.clock.monotonic() - iv["t0"]
+        if self.intensity is not None:
+            value, source = self.intensity.interval_mean(iv["start"], now, iv["forecast"])
+        else:
+            value, source = (iv["forecast"] or 0.0), "unknown"
+        return self._record(iv, now, energy * self._collective.world_size, duration, value, source)
+
+    def _record(self, iv: dict, now: datetime, energy_j: float, duration_s: float, intensity: float,
+                source: str) -> dict[str, float]:
+        if iv["steps"] == 0 and duration_s <= 0:
+            return {}
+        limit = iv["limit_w"] if iv["limit_w"] is not None else (self.default_limit_w or 0)
+        e_ratio = t_ratio = 1.0
+        if self.profile is not None and self.default_limit_w in self.profile and limit:
+            try:
+                t_ratio, e_ratio = self.profile.relative(limit)
+            except ConfigurationError:
+                pass
+        interval = Interval.account(
+            iv["start"].isoformat(), now.isoformat(), limit, intensity, iv["forecast"],
+            energy_j=energy_j, steps=iv["steps"], duration_s=duration_s, pue=self.config.pue,
+            energy_ratio_to_default=e_ratio, time_ratio_to_default=t_ratio, phase=iv["phase"],
+            intensity_source=source,
+        )
+        self.ledger.add(interval)
+        metrics = self._fresh_metrics = {
+            "chase/power_limit_w": float(limit),
+            "chase/intensity_g_per_kwh": interval.intensity_g_per_kwh,
+            "chase/energy_j": self.ledger.energy_j,
+            "chase/carbon_g": self.ledger.carbon_g,
+            "chase/carbon_saved_g": self.ledger.carbon_saved_g,
+        }
+        if interval.forecast_g_per_kwh is not None:
+            metrics["chase/forecast_g_per_kwh"] = interval.forecast_g_per_kwh
+        self.last_metrics = metrics
+        return metrics
+
+    def pop_metrics(self) -> dict[str, float] | None:
+        """Metrics of intervals closed since the last call (cumulative values), or ``None``."""
+        metrics, self._fresh_metrics = self._fresh_metrics, None
+        return metrics
+
+    # ================================================================ helpers
+    def _resolve_gpus(self):
+        cfg = self.config
+        if self.sim is not None:
+            return self.sim.gpus
+        if cfg.gpus is not None:
+            return cfg.gpus
+        try:
+            from zeus.device import get_gpus
+
+            gpus = get_gpus()
+            if len(gpus) == 0:
+                raise RuntimeError("no GPUs found")
+            return gpus
+        except Exception as e:
+            if cfg.strict:
+                raise PowerControlError(f"No GPU could be managed through Zeus: {e}") from e
+            self.warner.warn(
+                "no-gpu",
+                f"No GPU could be managed through Zeus ({type(e).__name__}: {e}); chase-integrations records carbon "
+                "intensity only. Pass strict=True to make this an error, or simulation=... to simulate a GPU.",
+            )
+            return None
+
+    def _candidates(self, lo: int, hi: int) -> list[int]:
+        given = self.config.power_limits_w
+        if given is not None:
+            bad = [w for w in given if not lo <= w <= hi]
+            if bad:
+                raise ConfigurationError.invalid("power_limits_w", given, f"limits within the GPU's range [{lo}, {hi}] W")
+            limits = set(given)
+        else:
+            limits = set(range(lo, hi + 1, 25))
+        limits.add(hi)
+        static = self.config.static_power_limit_w
+        if self.config.policy == "static" and static is not None and not lo <= static <= hi:
+            raise ConfigurationError.invalid("static_power_limit_w", static, f"within the GPU's range [{lo}, {hi}] W")
+        return sorted(limits)
+
+    # ================================================================ state
+    def state_dict(self) -> dict:
+        """JSON-safe state for checkpoints (derived quantities, no configuration, no secrets)."""
+        return {
+            "version": STATE_VERSION,
+            "intervals": self.ledger.to_list(),
+            "profile": self.profile.to_dict() if self.profile is not None else None,
+            "profiling": self.plan.to_dict() if self.plan is not None and not self.plan.done else None,
+            "steps": self.steps,
+            "fallbacks": dict(self.intensity.fallbacks) if self.intensity is not None else {},
+            "readings": [r.to_dict() for r in self.intensity.sorted_readings()[-48:]] if self.intensity else [],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (applied at train start, before any step)."""
+        if not isinstance(state, dict):
+            raise ConfigurationError.invalid("state", type(state).__name__, "a dict saved by ChaseSession.state_dict")
+        version = int(state.get("version", 0))
+        if version > STATE_VERSION:
+            self.warner.warn("state-version", f"Checkpoint state version {version} is newer than this package's "
+                                              f"({STATE_VERSION}); reading the keys it knows.")
+        self._restored_state = state
+        if self.started:
+            self._restore_from_state()
+
+    def _restore_from_state(self) -> None:
+        state, self._restored_state = self._restored_state, None
+        if not state:
+            return
+        from chase_integrations.carbon.reading import IntensityReading
+        from collections import Counter
+
+        self.ledger = Ledger.from_list(state.get("intervals", []))
+        if state.get("profile"):
+            self.profile = PowerProfile.from_dict(state["profile"])
+        if state.get("profiling") and self.profile is None:
+            self.plan = ProfilingPlan.from_dict(state["profiling"])
+        self.steps = int(state.get("steps", self.ledger.steps))
+        if self.intensity is not None:
+            self.intensity.fallbacks = Counter(state.get("fallbacks", {}))
+            for r in state.get("readings", []):
+                try:
+                    self.intensity._remember(IntensityReading.from_dict(r))
+                except (KeyError, ValueError):
+                    continue
+            if self.ledger.intervals:
+                self.intensity.last_known = self.ledger.intervals[-1].intensity_g_per_kwh
+
+    def report(self) -> dict:
+        """The run report of API.md (plus extra fields)."""
+        return build_report(self)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"

@@ -1,0 +1,262 @@
+"""ChaseTrainerCallback: carbon-aware GPU power limits for a Hugging Face ``transformers.Trainer``."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from typing_extensions import override
+
+from chase_integrations.core.collective import LocalCollective
+from chase_integrations.core.config import ChaseConfig
+from chase_integrations.core.session import ChaseSession, RunContext
+from chase_integrations.huggingface import _trainer
+from chase_integrations.huggingface.collective import AccelerateCollective
+
+logger = logging.getLogger(__name__)
+
+
+class ChaseTrainerCallback(TrainerCallback):
+    r"""Sets the GPU power limit as the grid's carbon intensity changes, within a slowdown budget.
+
+    The Hugging Face twin of :class:`chase_integrations.lightning.ChaseCallback`: same arguments, same
+    validation, decisions, accounting, report and restoration, on the same engine. At train start it
+    remembers every GPU's limit and profiles the candidate limits on real training steps, then decides at
+    each epoch end and every ``decision_interval_s``. A *step* is an optimizer step (``on_step_end``), so
+    gradient accumulation does not inflate it. Original limits are restored on every exit path.
+
+    How it reaches the ``Trainer`` (hooks are not given it): ``Trainer.__init__`` calls ``on_init_end``
+    and the callback takes the ``Trainer`` from that call; for a callback added later with
+    ``trainer.add_callback``, call :meth:`attach` (it adds the callback if needed). Through it the callback
+
+    * logs with ``trainer.log(...)``, so metrics reach ``trainer.state.log_history`` and every
+      ``report_to`` integration (TensorBoard shows them as ``train/chase/...``, its usual prefix);
+    * wraps that instance's ``train`` so an exception, ``KeyboardInterrupt`` or ``SystemExit`` restores
+      the limits at once and writes the report (status ``failed`` / ``interrupted``) before it propagates.
+      SIGTERM and interpreter exit are covered by the power module's handler and ``atexit`` hook.
+
+    Resume: at each checkpoint save it writes its ledger to ``checkpoint-N/chase_state.json``;
+    ``trainer.train(resume_from_checkpoint=...)`` with a fresh callback reads it back, whatever
+    ``restore_callback_states_from_checkpoint`` says. The callback is deliberately not an
+    ``ExportableState``: Hugging Face rebuilds those from JSON ``args``, and a provider, a simulation or
+    a ``GPUs`` object cannot be JSON.
+
+    Args:
+        provider: Where carbon intensity comes from (see :mod:`chase_integrations.carbon`).
+        policy: ``"budget"`` (least carbon within ``max_slowdown``), ``"chase"`` (the paper's rule),
+            ``"static"`` (one fixed limit) or ``"monitor"`` (measure and log only).
+        max_slowdown: Budget policy: allowed increase of total training time (0.05 = 5 %).
+        eta: Chase policy: η in [0, 1].
+        max_intensity_g_per_kwh: Chase policy: MaxCI in gCO2eq/kWh; ``None`` = highest in the last 24 h.
+        static_power_limit_w: Static policy: the limit in W.
+        forecaster: ``"arima"``, ``"persistence"``, ``"seasonal_naive"`` or a forecaster object.
+        decision_interval_s: Also decide every N seconds inside an epoch; ``None`` = epoch ends only.
+        power_limits_w: Candidate limits in W; ``None`` = the GPU's range in 25 W steps.
+        profile_path: Save the measured profile here and reuse it when it exists.
+        gpus: A ``zeus.device.gpu.GPUs``; ``None`` = ``zeus.device.get_gpus()``.
+        simulation: A :class:`~chase_integrations.simulation.Simulation` (simulated GPUs and clock).
+        pue: Data-centre PUE (>= 1); emissions = GPU energy × PUE × intensity.
+        report_path: Write the JSON run report here when training ends.
+        strict: Raise instead of degrading (no permission to set limits, provider down).
+        \**kwargs: Advanced: ``profile_warmup_steps`` (3), ``profile_measure_steps`` (10),
+            ``fallback_intensity_g_per_kwh`` (None), ``max_reading_age_s`` (10800).
+
+    Raises:
+        ConfigurationError: at construction, for any bad argument (names it, the value, what is allowed).
+        PowerPermissionError: at train start, before any step, with ``strict=True`` and no permission.
+
+    Logged metrics (through ``trainer.log``, at each decision, at the step it happened):
+
+    ===================================  ============  =====================================================
+    key                                  unit          meaning
+    ===================================  ============  =====================================================
+    ``chase/power_limit_w``              W             limit in force for the interval just ended
+    ``chase/intensity_g_per_kwh``        gCO2eq/kWh    measured grid intensity over that interval
+    ``chase/forecast_g_per_kwh``         gCO2eq/kWh    the forecast the decision used
+    ``chase/energy_j``                   J             cumulative GPU energy, all GPUs of all ranks
+    ``chase/carbon_g``                   gCO2eq        cumulative operational emissions
+    ``chase/carbon_saved_g``             gCO2eq        cumulative estimate avoided vs. the default limit
+    ===================================  ============  =====================================================
+
+    Example::
+
+        from transformers import Trainer, TrainingArguments
+        from chase_integrations.carbon import ElectricityMapsProvider
+        from chase_integrations.huggingface import ChaseTrainerCallback
+
+        chase = ChaseTrainerCallback(provider=ElectricityMapsProvider(zone="DE"), policy="budget",
+                                     max_slowdown=0.05, decision_interval_s=900, report_path="chase_report.json")
+        trainer = Trainer(model=model, args=TrainingArguments("out", report_to=["tensorboard"]),
+                          train_dataset=train_dataset, callbacks=[chase])
+        trainer.train()
+    """
+
+    def __init__(
+        self,
+        provider,
+        policy: str = "budget",
+        max_slowdown: float = 0.05,
+        eta: float = 0.5,
+        max_intensity_g_per_kwh: float | None = None,
+        static_power_limit_w: int | None = None,
+        forecaster: Any = "arima",
+        decision_interval_s: float | None = None,
+        power_limits_w: list[int] | None = None,
+        profile_path: str | None = None,
+        gpus: Any = None,
+        simulation: Any = None,
+        pue: float = 1.0,
+        report_path: str | None = None,
+        strict: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.config = ChaseConfig(
+            provider=provider, policy=policy, max_slowdown=max_slowdown, eta=eta,
+            max_intensity_g_per_kwh=max_intensity_g_per_kwh, static_power_limit_w=static_power_limit_w,
+            forecaster=forecaster, decision_interval_s=decision_interval_s, power_limits_w=power_limits_w,
+            profile_path=profile_path, gpus=gpus, simulation=simulation, pue=pue, report_path=report_path,
+            strict=strict, **kwargs,
+        )
+        self.session = ChaseSession(self.config)
+        self.report: dict | None = None
+        self._trainer_ref: weakref.ReferenceType | None = None
+        self._guarded_ref: weakref.ReferenceType | None = None
+        self._resume_from: str | None = None
+        self._resume_known = False
+
+    # ------------------------------------------------------------------ explicit attachment
+    def attach(self, trainer: Any) -> ChaseTrainerCallback:
+        """Connect to ``trainer`` (adding this callback to it if absent); returns ``self``.
+
+        Automatic when the callback is passed to the ``Trainer``'s constructor. Call it after
+        ``trainer.add_callback(callback)``, before ``trainer.train()``, so that exceptions are caught.
+        """
+        if not any(cb is self for cb in trainer.callback_handler.callbacks):
+            trainer.add_callback(self)
+        self._trainer_ref = weakref.ref(trainer)
+        guarded = self._guarded_ref() if self._guarded_ref is not None else None
+        if guarded is not trainer:
+            _trainer.guard_train(trainer, self._on_train_call, self._abort, self._after_train_call)
+            self._guarded_ref = weakref.ref(trainer)
+        return self
+
+    @property
+    def trainer(self) -> Any | None:
+        """The ``Trainer`` this callback is attached to, if any."""
+        return self._trainer_ref() if self._trainer_ref is not None else None
+
+    # ------------------------------------------------------------------ hooks
+    @override
+    def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        trainer = _trainer.find_trainer(self)
+        if trainer is not None:
+            self.attach(trainer)
+
+    @override
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        if self.trainer is None:
+            self._attach_late()
+        if self.session.ended:  # a second trainer.train() on the same callback is a new run
+            self.session, self.report = ChaseSession(self.config), None
+        if state.global_step > 0 and not self.session.started:
+            self._load_checkpoint_state(args, state)
+        self.session.start(self._context(args, state))
+        self._emit(control, self.session.pop_metrics())
+
+    @override
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        self._emit(control, self.session.step_end())
+
+    @override
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        self._emit(control, self.session.epoch_end())
+
+    @override
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        self.report = self.session.end("finished")
+        self._emit(control, self.session.pop_metrics())
+
+    @override
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        if not args.should_save or not self.session.started:
+            return
+        folder = _trainer.checkpoint_dir(args, state.global_step)
+        if not folder.is_dir():
+            self.session.warner.warn("checkpoint-dir", f"Checkpoint folder {str(folder)!r} not found; the carbon "
+                                     "ledger is not saved with this checkpoint (resuming from it starts a new ledger).")
+            return
+        _trainer.write_state(folder, self.session.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        """The session's JSON-safe state (what ``checkpoint-N/chase_state.json`` holds)."""
+        return self.session.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (applied at train start, before any step)."""
+        self.session.load_state_dict(state_dict)
+
+    # ------------------------------------------------------------------ helpers
+    def _attach_late(self) -> None:
+        """Added with ``add_callback`` and never attached: find the Trainer now, guard its current step."""
+        trainer = _trainer.find_trainer(self)
+        if trainer is None:
+            self.session.warner.warn(
+                "no-trainer", "ChaseTrainerCallback could not find its Trainer: metrics reach only the report, and "
+                "an exception restores limits only at exit. HINT: call callback.attach(trainer) before train().")
+            return
+        self.attach(trainer)  # covers later train() calls
+        _trainer.guard_method(trainer, "training_step", self._abort)  # covers this one's steps
+
+    def _on_train_call(self, resume_from_checkpoint: str | None) -> None:
+        self._resume_from, self._resume_known = resume_from_checkpoint, True
+
+    def _after_train_call(self) -> None:
+        self._resume_from, self._resume_known = None, False
+        self.session.restore()
+
+    def _abort(self, exception: BaseException) -> None:
+        if not self.session.started or self.session.ended:
+            return
+        status = "interrupted" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "failed"
+        try:
+            self.report = self.session.end(status)
+        except Exception:  # never let the report hide the real error
+            logger.exception("chase: could not finish the run report after %s", type(exception).__name__)
+            self.session.restore()
+
+    def _load_checkpoint_state(self, args: TrainingArguments, state: TrainerState) -> None:
+        folder = self._resume_from if self._resume_known else _trainer.checkpoint_dir(args, state.global_step)
+        saved = _trainer.read_state(folder)
+        if saved is None:
+            self.session.warner.warn(
+                "no-checkpoint-state", f"Resuming at step {state.global_step} but {str(folder)!r} holds no "
+                f"{_trainer.STATE_FILE}; the carbon ledger starts afresh from here.")
+            return
+        self.session.load_state_dict(saved)
+
+    def _context(self, args: TrainingArguments, state: TrainerState) -> RunContext:
+        world = int(args.world_size)
+        local_rank = int(args.local_process_index)
+        collective = AccelerateCollective(args.process_index, world, args.device) if world > 1 else LocalCollective()
+        sim = self.config.simulation
+        if sim is not None:
+            indices = [local_rank % sim.num_gpus] if world > 1 else list(range(sim.num_gpus))
+        else:
+            device = args.device
+            if device.type == "cuda":
+                indices = list(range(args.n_gpu)) if world == 1 and args.n_gpu > 1 else [device.index or 0]
+            else:
+                indices = [local_rank] if self.config.gpus is not None else []
+        total_steps = int(state.max_steps) if state.max_steps and state.max_steps > 0 else None
+        return RunContext(gpu_indices=indices, collective=collective, total_steps=total_steps, local_rank=local_rank)
+
+    def _emit(self, control: TrainerControl, metrics: dict[str, float] | None) -> None:
+        """Log through ``trainer.log`` (log_history and every integration), keeping the step's own logging."""
+        trainer = self.trainer
+        if not metrics or trainer is None:
+            return
+        should_log = control.should_log  # trainer.log -> on_log clears it; the Trainer's loss log must survive
+        trainer.log(dict(metrics))
+        control.should_log = trainer.control.should_log = should_log

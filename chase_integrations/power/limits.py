@@ -1,0 +1,200 @@
+"""GPU power limits through Zeus's ``GPUs`` interface: read, set, remember and always restore.
+
+This module and :mod:`chase_integrations.power.meter` are the only places that see Zeus's milliwatts
+and millijoules; everything else speaks W and J.
+
+Restoring is idempotent and runs on every exit path: the adapters call :meth:`restore` at train end
+and on exceptions; an ``atexit`` hook and a chained SIGTERM handler cover the rest. Unlike Zeus's own
+optimizer (whose ``atexit`` resets to the *maximum*), we restore each GPU's *original* limit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import signal
+import threading
+import weakref
+from collections.abc import Sequence
+
+from chase_integrations.errors import PowerControlError, PowerPermissionError
+
+logger = logging.getLogger(__name__)
+
+_MW_PER_W = 1000
+
+
+def _zeus_error_types():
+    from zeus.device.gpu.common import (
+        ZeusGPUInvalidArgError,
+        ZeusGPUNoPermissionError,
+        ZeusGPUNotSupportedError,
+    )
+
+    return ZeusGPUNoPermissionError, ZeusGPUNotSupportedError, ZeusGPUInvalidArgError
+
+
+def translate_zeus_error(err: BaseException, action: str, gpu_index: int) -> PowerControlError:
+    """Map a Zeus/NVML error to the package's tree (one table, at the boundary)."""
+    no_permission, not_supported, invalid = _zeus_error_types()
+    text = f"GPU {gpu_index}: could not {action}: {type(err).__name__}: {err}"
+    if isinstance(err, no_permission):
+        return PowerPermissionError(
+            text + ". HINT: run as root, grant CAP_SYS_ADMIN, or run Zeus's zeusd daemon and set ZEUSD_SOCK_PATH."
+        )
+    if isinstance(err, PermissionError):
+        return PowerPermissionError(text)
+    if isinstance(err, not_supported):
+        return PowerControlError(text + " (not supported by this GPU)")
+    if isinstance(err, invalid):
+        return PowerControlError(text + " (value outside the GPU's allowed range)")
+    return PowerControlError(text)
+
+
+class PowerLimitController:
+    """Reads and sets the power limit of the GPUs this process trains on.
+
+    Args:
+        gpus: A Zeus ``GPUs`` object (real, zeusd-backed, or simulated).
+        gpu_indices: The indices (in ``gpus``) this process owns; it never touches the others.
+
+    No hardware is touched in the constructor.
+    """
+
+    def __init__(self, gpus, gpu_indices: Sequence[int]) -> None:
+        self.gpus = gpus
+        self.gpu_indices = list(gpu_indices)
+        self.original_limits_w: dict[int, int] = {}
+        self._restored = True
+        self._lock = threading.Lock()
+
+    # --- reading ---------------------------------------------------------------------------------
+    def constraints_w(self) -> tuple[int, int]:
+        """``(min, max)`` allowed limit in W common to all owned GPUs."""
+        lows, highs = [], []
+        for i in self.gpu_indices:
+            try:
+                lo_mw, hi_mw = self.gpus.get_power_management_limit_constraints(i)
+            except Exception as e:
+                raise translate_zeus_error(e, "read power limit constraints", i) from e
+            lows.append(lo_mw // _MW_PER_W)
+            highs.append(hi_mw // _MW_PER_W)
+        return max(lows), min(highs)
+
+    def current_limits_w(self) -> dict[int, int]:
+        """The limit of each owned GPU, in W."""
+        out = {}
+        for i in self.gpu_indices:
+            try:
+                out[i] = int(round(self.gpus.get_power_management_limit(i) / _MW_PER_W))
+            except Exception as e:
+                raise translate_zeus_error(e, "read the power limit", i) from e
+        return out
+
+    # --- writing ---------------------------------------------------------------------------------
+    def remember_originals(self) -> dict[int, int]:
+        """Record each GPU's current limit (to restore later) and arm the exit hooks."""
+        self.original_limits_w = self.current_limits_w()
+        self._restored = False
+        _register(self)
+        return dict(self.original_limits_w)
+
+    def check_permission(self) -> None:
+        """Write each GPU's current limit back (a no-op change) to learn whether we may set limits.
+
+        Raises:
+            PowerPermissionError: the process may not set limits.
+            PowerControlError: setting is otherwise impossible (not supported, GPU lost).
+        """
+        for i, w in self.current_limits_w().items():
+            self._set_one(i, w)
+
+    def set_all_w(self, power_limit_w: int) -> None:
+        """Set every owned GPU to ``power_limit_w`` W."""
+        for i in self.gpu_indices:
+            self._set_one(i, power_limit_w)
+
+    def _set_one(self, i: int, power_limit_w: int) -> None:
+        try:
+            self.gpus.set_power_management_limit(i, int(power_limit_w) * _MW_PER_W)
+        except Exception as e:
+            raise translate_zeus_error(e, f"set the power limit to {power_limit_w} W", i) from e
+
+    def restore(self) -> list[str]:
+        """Put every owned GPU back to its original limit; idempotent. Returns problems (never raises)."""
+        with self._lock:
+            if self._restored:
+                return []
+            self._restored = True
+        problems = []
+        for i, w in self.original_limits_w.items():
+            try:
+                if self.gpus.get_power_management_limit(i) == int(w) * _MW_PER_W:
+                    continue  # never changed (monitor/advisory): write nothing
+            except Exception:  # cannot read: try to write anyway
+                pass
+            try:
+                self.gpus.set_power_management_limit(i, int(w) * _MW_PER_W)
+            except Exception as e:  # restore must never raise on an exit path
+                problems.append(f"GPU {i}: could not restore {w} W: {type(e).__name__}: {e}")
+        for p in problems:
+            logger.error("%s", p)
+        if not problems and self.original_limits_w:
+            logger.debug("Restored original power limits %s W.", self.original_limits_w)
+        _unregister(self)
+        return problems
+
+    @property
+    def restored(self) -> bool:
+        """Whether the originals are back (or were never changed)."""
+        return self._restored
+
+
+# --- exit hooks: atexit and a chained SIGTERM handler, shared by all live controllers -----------
+_live: weakref.WeakSet[PowerLimitController] = weakref.WeakSet()
+_hooks_lock = threading.Lock()
+_hooks_installed = False
+_previous_sigterm = None
+
+
+def _restore_all() -> None:
+    for controller in list(_live):
+        controller.restore()
+
+
+def _on_sigterm(signum, frame) -> None:
+    logger.warning("SIGTERM received: restoring original GPU power limits.")
+    _restore_all()
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_IGN:
+        return
+    else:  # SIG_DFL or unknown: behave like the default (terminate)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+
+
+def _register(controller: PowerLimitController) -> None:
+    global _hooks_installed, _previous_sigterm
+    _live.add(controller)
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        atexit.register(_restore_all)
+        if threading.current_thread() is threading.main_thread():
+            try:
+                _previous_sigterm = signal.getsignal(signal.SIGTERM)
+                signal.signal(signal.SIGTERM, _on_sigterm)
+            except (ValueError, OSError):  # pragma: no cover - exotic embedders
+                logger.debug("Could not install a SIGTERM handler; atexit still restores limits.")
+        _hooks_installed = True
+
+
+def _unregister(controller: PowerLimitController) -> None:
+    _live.discard(controller)
+
+
+def sigterm_handler_installed() -> bool:
+    """Whether our SIGTERM handler is the active one (for diagnostics and tests)."""
+    return signal.getsignal(signal.SIGTERM) is _on_sigterm
