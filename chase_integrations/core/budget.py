@@ -38,7 +38,8 @@ from chase_integrations.core.profile import PowerProfile
 
 HOUR_S = 3600.0
 _J_PER_KWH = 3.6e6
-_MIX_ITERATIONS = 14  # λ to 1/16000 of the gap between two limits: finer than a watt
+_MIX_ITERATIONS = 20
+_MIX_TOLERANCE_S = 1.0  # the mixed plan may leave up to this much of the time budget unused
 
 #: Default of ``plan_budget(interpolate=None)``: whether the budget policy may use limits between the
 #: candidate limits (measured in ``bench/savings.py``; see the bench README table).
@@ -181,6 +182,7 @@ def plan_budget(
     def project(idx: np.ndarray) -> tuple[float, float]:
         return proj.run(hull.time_s[idx], hull.energy_j[idx])
 
+    remaining_time_s = float(remaining_time_s) * (1 + 1e-12) + 1e-9  # float noise in the projections
     fast_idx = np.zeros(hours, dtype=int)
     fast = project(fast_idx)
     if fast[0] > remaining_time_s:
@@ -226,16 +228,32 @@ def _mix(profile: PowerProfile, hull: _Hull, proj: _Projector, fast_idx: np.ndar
         e = np.where(flip, np.interp(p, limits, energies), e_fast)
         return p, t, e
 
-    lo, hi = 0.0, 1.0  # lo feasible
+    # T(λ) is continuous, increasing and nearly linear: regula falsi (Illinois) on [0, 1], keeping the
+    # best feasible point; lo is feasible (the fast plan), hi is not (the slow plan)
+    lo, hi = 0.0, 1.0
+    f_lo = fast[0] - budget_s
+    p, t, e = at(1.0)
+    f_hi = proj.run(t, e)[0] - budget_s
     best = (p_fast, fast)
+    side = 0
     for _ in range(_MIX_ITERATIONS):
-        mid = (lo + hi) / 2
+        mid = lo - f_lo * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else (lo + hi) / 2
+        mid = min(max(mid, lo), hi)
         p, t, e = at(mid)
         trial = proj.run(t, e)
-        if trial[0] <= budget_s:
-            lo, best = mid, (p, trial)
+        f_mid = trial[0] - budget_s
+        if f_mid <= 0:
+            lo, f_lo, best = mid, f_mid, (p, trial)
+            if side == -1:
+                f_hi /= 2
+            side = -1
         else:
-            hi = mid
+            hi, f_hi = mid, f_mid
+            if side == 1:
+                f_lo /= 2
+            side = 1
+        if -f_mid <= _MIX_TOLERANCE_S and f_mid <= 0:
+            break
     p, result = best
     # the GPU takes whole watts: round towards the faster side so the plan stays within budget
     limit = int(math.ceil(p[0] - 1e-6)) if p_slow[0] < p_fast[0] else int(math.floor(p[0] + 1e-6))

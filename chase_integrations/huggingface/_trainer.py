@@ -20,8 +20,9 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 STATE_FILE = "chase_state.json"
 _MAX_FRAMES = 12
@@ -38,7 +39,8 @@ def find_trainer(callback: Any) -> Any | None:
                 return None
             candidate = frame.f_locals.get("self")
             handler = getattr(candidate, "callback_handler", None)
-            if isinstance(candidate, Trainer) and any(cb is callback for cb in getattr(handler, "callbacks", ())):
+            callbacks = getattr(handler, "callbacks", ())
+            if isinstance(candidate, Trainer) and any(cb is callback for cb in callbacks):
                 return candidate
             frame = frame.f_back
         return None

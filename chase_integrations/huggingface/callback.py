@@ -57,7 +57,7 @@ class ChaseTrainerCallback(TrainerCallback):
         profile_path: Save the measured profile here and reuse it when it exists.
         gpus: A ``zeus.device.gpu.GPUs``; ``None`` = ``zeus.device.get_gpus()``.
         simulation: A :class:`~chase_integrations.simulation.Simulation` (simulated GPUs and clock).
-        pue: Data-centre PUE (>= 1); emissions = GPU energy × PUE × intensity.
+        pue: Data-centre PUE (>= 1); emissions = GPU energy * PUE * intensity.
         report_path: Write the JSON run report here when training ends.
         strict: Raise instead of degrading (no permission to set limits, provider down).
         \**kwargs: Advanced: ``profile_warmup_steps`` (3), ``profile_measure_steps`` (10),
@@ -87,7 +87,8 @@ class ChaseTrainerCallback(TrainerCallback):
         from chase_integrations.huggingface import ChaseTrainerCallback
 
         chase = ChaseTrainerCallback(provider=ElectricityMapsProvider(zone="DE"), policy="budget",
-                                     max_slowdown=0.05, decision_interval_s=900, report_path="chase_report.json")
+                                     max_slowdown=0.05, decision_interval_s=900,
+                                     report_path="chase_report.json")
         trainer = Trainer(model=model, args=TrainingArguments("out", report_to=["tensorboard"]),
                           train_dataset=train_dataset, callbacks=[chase])
         trainer.train()
@@ -149,13 +150,13 @@ class ChaseTrainerCallback(TrainerCallback):
 
     # ------------------------------------------------------------------ hooks
     @override
-    def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+    def on_init_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         trainer = _trainer.find_trainer(self)
         if trainer is not None:
             self.attach(trainer)
 
     @override
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.trainer is None:
             self._attach_late()
         if self.session.ended:  # a second trainer.train() on the same callback is a new run
@@ -166,26 +167,27 @@ class ChaseTrainerCallback(TrainerCallback):
         self._emit(control, self.session.pop_metrics())
 
     @override
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._emit(control, self.session.step_end())
 
     @override
-    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._emit(control, self.session.epoch_end())
 
     @override
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self.report = self.session.end("finished")
         self._emit(control, self.session.pop_metrics())
 
     @override
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if not args.should_save or not self.session.started:
             return
         folder = _trainer.checkpoint_dir(args, state.global_step)
         if not folder.is_dir():
-            self.session.warner.warn("checkpoint-dir", f"Checkpoint folder {str(folder)!r} not found; the carbon "
-                                     "ledger is not saved with this checkpoint (resuming from it starts a new ledger).")
+            self.session.warner.warn(
+                "checkpoint-dir", f"Checkpoint folder {str(folder)!r} not found; the carbon ledger is not "
+                "saved with this checkpoint (resuming from it starts a new ledger).")
             return
         _trainer.write_state(folder, self.session.state_dict())
 
@@ -203,8 +205,9 @@ class ChaseTrainerCallback(TrainerCallback):
         trainer = _trainer.find_trainer(self)
         if trainer is None:
             self.session.warner.warn(
-                "no-trainer", "ChaseTrainerCallback could not find its Trainer: metrics reach only the report, and "
-                "an exception restores limits only at exit. HINT: call callback.attach(trainer) before train().")
+                "no-trainer", "ChaseTrainerCallback could not find its Trainer: metrics reach only the "
+                "report, and an exception restores limits only at exit. HINT: call callback.attach(trainer) "
+                "before train().")
             return
         self.attach(trainer)  # covers later train() calls
         _trainer.guard_method(trainer, "training_step", self._abort)  # covers this one's steps
@@ -239,7 +242,8 @@ class ChaseTrainerCallback(TrainerCallback):
     def _context(self, args: TrainingArguments, state: TrainerState) -> RunContext:
         world = int(args.world_size)
         local_rank = int(args.local_process_index)
-        collective = AccelerateCollective(args.process_index, world, args.device) if world > 1 else LocalCollective()
+        collective = (AccelerateCollective(args.process_index, world, args.device) if world > 1
+                      else LocalCollective())
         sim = self.config.simulation
         if sim is not None:
             indices = [local_rank % sim.num_gpus] if world > 1 else list(range(sim.num_gpus))
@@ -250,13 +254,14 @@ class ChaseTrainerCallback(TrainerCallback):
             else:
                 indices = [local_rank] if self.config.gpus is not None else []
         total_steps = int(state.max_steps) if state.max_steps and state.max_steps > 0 else None
-        return RunContext(gpu_indices=indices, collective=collective, total_steps=total_steps, local_rank=local_rank)
+        return RunContext(gpu_indices=indices, collective=collective, total_steps=total_steps,
+                          local_rank=local_rank)
 
     def _emit(self, control: TrainerControl, metrics: dict[str, float] | None) -> None:
         """Log through ``trainer.log`` (log_history and every integration), keeping the step's own logging."""
         trainer = self.trainer
         if not metrics or trainer is None:
             return
-        should_log = control.should_log  # trainer.log -> on_log clears it; the Trainer's loss log must survive
+        should_log = control.should_log  # trainer.log -> on_log clears it; the Trainer's own log must survive
         trainer.log(dict(metrics))
         control.should_log = trainer.control.should_log = should_log

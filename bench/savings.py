@@ -1,0 +1,242 @@
+"""Carbon savings of each policy over real grid traces (issue 6's acceptance benchmark).
+
+Every number comes from ``chase_integrations.simulation.simulate`` (the real engine over a simulated
+GPU). For each workload, grid and start time it simulates a job of ``--job-hours`` (at the default
+limit) under: default, every static 25 W cap within 10 % slowdown, zeus (the static limit Zeus's
+``GlobalPowerLimitOptimizer`` picks by default), chase (η 0.25/0.5/0.75), and for each slowdown budget
+the budget policy (with and without interpolated limits) and the clairvoyant oracle.
+
+Intensity: Electricity Maps hourly traces, value column ``ci_direct_gco2eq_per_kwh`` (direct,
+operational emissions). Start times: ``--starts`` per grid, every 21 days from 2021-01-10 at an hour
+of day that cycles through the day. Needs the shared data folder (``CHASE_DATA_DIR``).
+
+Usage:
+    python bench/savings.py                      # A40 ResNet-50, V100 ResNet-50, A40 BERT (SQuAD)
+    python bench/savings.py --workloads a40-resnet50 --starts 10 --processes 2
+
+Prints one markdown table per workload and writes ``bench/results/savings-<workload>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from chase_integrations._data import data_dir  # noqa: E402
+
+GRIDS = {
+    "DE-LU": "carbon/electricitymaps_sustain_cluster/DE-LU_2021-2024_hourly.csv",
+    "GB": "carbon/electricitymaps_sustain_cluster/GB_2021-2024_hourly.csv",
+    "US-CAL-CISO": "carbon/electricitymaps_sustain_cluster/US-CAL-CISO_2021-2024_hourly.csv",
+    "US-TEX-ERCO": "carbon/electricitymaps_sustain_cluster/US-TEX-ERCO_2021-2024_hourly.csv",
+    "ES": "carbon/electricitymaps_decarbonization_potential/ES_2021-2023_hourly.csv",
+}
+VALUE_COLUMN = "ci_direct_gco2eq_per_kwh"
+WORKLOADS = {
+    "a40-resnet50": ("gpu/nsdi23_trace/summary_power_a40.csv", "imagenet/resnet50", 256),
+    "v100-resnet50": ("gpu/nsdi23_trace/summary_power_v100.csv", "imagenet/resnet50", 256),
+    "a40-bert-squad": ("gpu/nsdi23_trace/summary_power_a40.csv", "squad/bert_base_uncased", 32),
+    "v100-bert-squad": ("gpu/nsdi23_trace/summary_power_v100.csv", "squad/bert_base_uncased", 32),
+}
+BUDGETS = (0.025, 0.05, 0.10)
+ETAS = (0.25, 0.5, 0.75)
+STATIC_MAX_SLOWDOWN = 0.10
+
+
+def start_times(n: int) -> list[str]:
+    """``n`` start times: every 21 days from 2021-01-10, the hour of day cycling by 7 h."""
+    t0 = datetime(2021, 1, 10, tzinfo=timezone.utc)
+    return [(t0 + timedelta(days=21 * k, hours=(7 * k) % 24)).strftime("%Y-%m-%dT%H:%M:%SZ") for k in range(n)]
+
+
+def static_caps(profile_csv: str, workload: str, batch_size: int) -> list[int]:
+    """25 W caps below the default whose slowdown is at most ``STATIC_MAX_SLOWDOWN``."""
+    from chase_integrations.simulation.gpu_profile import load_gpu_profile
+
+    ep = load_gpu_profile(profile_csv, workload, batch_size)
+    hi = ep.limits_w[-1]
+    t0 = ep.time_per_epoch_s[hi]
+    return [p for p in range(hi - 25, ep.limits_w[0] - 1, -25)
+            if p in ep.time_per_epoch_s and ep.time_per_epoch_s[p] / t0 - 1 <= STATIC_MAX_SLOWDOWN]
+
+
+def run_one(task: dict) -> dict:
+    """All policies for one (workload, grid, start)."""
+    from chase_integrations.core import budget
+    from chase_integrations.simulation.simulate import simulate
+
+    common = dict(trace=task["trace"], gpu_profile=task["profile"], workload=task["workload"],
+                  batch_size=task["batch_size"], job_hours=task["job_hours"], start=task["start"],
+                  trace_value_column=VALUE_COLUMN, decision_interval_s=3600)
+    out: dict[str, tuple[float, float]] = {}
+
+    def record(key: str, **kw) -> None:
+        r = simulate(**common, **kw)
+        out[key] = (r.carbon_reduction, r.time_increase)
+
+    record("default", policy="default")
+    for cap in task["caps"]:
+        record(f"static-{cap}", policy="static", static_power_limit_w=cap)
+    zeus_cap = task["zeus_w"]
+    out["zeus"] = out[f"static-{zeus_cap}"] if f"static-{zeus_cap}" in out else None
+    if out["zeus"] is None:
+        record("zeus", policy="zeus")
+    for eta in ETAS:
+        record(f"chase-{eta}", policy="chase", eta=eta, forecaster=task["forecaster"])
+    for s in BUDGETS:
+        record(f"budget-{s}", policy="budget", max_slowdown=s, forecaster=task["forecaster"])
+        record(f"oracle-{s}", policy="oracle", max_slowdown=s)
+        if task["no_interp"]:
+            budget.INTERPOLATE = False
+            try:
+                record(f"budget_nointerp-{s}", policy="budget", max_slowdown=s, forecaster=task["forecaster"])
+            finally:
+                budget.INTERPOLATE = True
+    return {"grid": task["grid"], "start": task["start"], "results": out}
+
+
+def summarise(rows: list[dict], caps: list[int], profile_rel: dict[int, float]) -> dict:
+    """Median reduction and median/p95 time increase per policy and budget."""
+    def stats(key: str, among: list[dict] | None = None) -> dict:
+        among = rows if among is None else among
+        red = [r["results"][key][0] for r in among if key in r["results"]]
+        inc = [r["results"][key][1] for r in among if key in r["results"]]
+        return {"median_reduction": statistics.median(red), "median_time_increase": statistics.median(inc),
+                "p95_time_increase": float(np.percentile(inc, 95)), "n": len(red)}
+
+    table: dict = {"default": stats("default"), "zeus": stats("zeus")}
+    for eta in ETAS:
+        table[f"chase-{eta}"] = stats(f"chase-{eta}")
+    for cap in caps:
+        table[f"static-{cap}"] = stats(f"static-{cap}")
+    keys = {k for r in rows for k in r["results"]}
+    for s in BUDGETS:
+        eligible = [c for c in caps if profile_rel[c] - 1 <= s + 1e-12]
+        best = max(eligible, key=lambda c: table[f"static-{c}"]["median_reduction"]) if eligible else None
+        table[f"best_static-{s}"] = dict(table[f"static-{best}"], cap_w=best) if best else None
+        for name in ("budget", "oracle", "budget_nointerp"):
+            if f"{name}-{s}" in keys:
+                table[f"{name}-{s}"] = stats(f"{name}-{s}")
+        if f"budget_nointerp-{s}" in keys:  # the interpolated budget policy on the same start times
+            table[f"budget_paired-{s}"] = stats(f"budget-{s}", [r for r in rows if f"budget_nointerp-{s}" in r["results"]])
+    return table
+
+
+def markdown(name: str, table: dict, per_grid: dict, forecaster: str) -> str:
+    """The acceptance table and target checks as markdown."""
+    def cell(key: str) -> str:
+        row = table.get(key)
+        if not row:
+            return "n/a"
+        return f"{100 * row['median_reduction']:.1f} % / {100 * row['median_time_increase']:.2f} % / " \
+               f"{100 * row['p95_time_increase']:.2f} %"
+
+    lines = [f"### {name} (forecaster: {forecaster}; cells: median carbon reduction / median time increase / "
+             "p95 time increase)", "",
+             "| policy | " + " | ".join(f"budget {100 * s:g} %" for s in BUDGETS) + " |",
+             "|---|" + "---|" * len(BUDGETS)]
+    lines.append("| default | " + " | ".join(cell("default") for _ in BUDGETS) + " |")
+    lines.append("| best static cap (25 W grid, within budget) | " + " | ".join(
+        (f"{table[f'best_static-{s}']['cap_w']} W: " + cell(f"best_static-{s}")) if table.get(f"best_static-{s}")
+        else "none" for s in BUDGETS) + " |")
+    lines.append("| zeus (ZeusCost η=0.5) | " + " | ".join(cell("zeus") for _ in BUDGETS) + " |")
+    for eta in ETAS:
+        lines.append(f"| chase η={eta} | " + " | ".join(cell(f"chase-{eta}") for _ in BUDGETS) + " |")
+    lines.append("| **budget** | " + " | ".join(cell(f"budget-{s}") for s in BUDGETS) + " |")
+    if f"budget_nointerp-{BUDGETS[0]}" in table:
+        n = table[f"budget_nointerp-{BUDGETS[0]}"]["n"]
+        lines.append(f"| budget, no interpolation (n={n}) | " + " | ".join(cell(f"budget_nointerp-{s}") for s in BUDGETS) + " |")
+        lines.append(f"| budget, same {n} starts | " + " | ".join(cell(f"budget_paired-{s}") for s in BUDGETS) + " |")
+    lines.append("| oracle (true future) | " + " | ".join(cell(f"oracle-{s}") for s in BUDGETS) + " |")
+    lines += ["", "| target | " + " | ".join(f"{100 * s:g} %" for s in BUDGETS) + " |", "|---|" + "---|" * len(BUDGETS)]
+    checks = {"budget ≥ 95 % of oracle (median)": [], "budget ≥ best static (median)": [],
+              "budget p95 time ≤ budget + 0.5 pp": []}
+    for s in BUDGETS:
+        b, o, st = table[f"budget-{s}"], table[f"oracle-{s}"], table.get(f"best_static-{s}")
+        ratio = b["median_reduction"] / o["median_reduction"] if o["median_reduction"] > 0 else float("nan")
+        checks["budget ≥ 95 % of oracle (median)"].append(f"{'met' if ratio >= 0.95 else 'MISSED'} ({100 * ratio:.1f} %)")
+        if st:
+            diff = 100 * (b["median_reduction"] - st["median_reduction"])
+            checks["budget ≥ best static (median)"].append(f"{'met' if diff >= 0 else 'MISSED'} ({diff:+.2f} pp)")
+        else:
+            checks["budget ≥ best static (median)"].append("no static cap fits")
+        p95 = 100 * b["p95_time_increase"]
+        checks["budget p95 time ≤ budget + 0.5 pp"].append(
+            f"{'met' if p95 <= 100 * s + 0.5 + 1e-9 else 'MISSED'} ({p95:.2f} %)")
+    for k, v in checks.items():
+        lines.append(f"| {k} | " + " | ".join(v) + " |")
+    lines += ["", "Per grid, budget 5 %: median reduction budget / oracle / best static", "",
+              "| grid | budget | oracle | best static |", "|---|---|---|---|"]
+    for grid, t in per_grid.items():
+        st = t.get("best_static-0.05")
+        lines.append(f"| {grid} | {100 * t['budget-0.05']['median_reduction']:.1f} % | "
+                     f"{100 * t['oracle-0.05']['median_reduction']:.1f} % | "
+                     f"{100 * st['median_reduction']:.1f} % |" if st else f"| {grid} | - | - | - |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workloads", default="a40-resnet50,v100-resnet50,a40-bert-squad")
+    parser.add_argument("--grids", default=",".join(GRIDS))
+    parser.add_argument("--starts", type=int, default=50)
+    parser.add_argument("--job-hours", type=float, default=30.0)
+    parser.add_argument("--forecaster", default="seasonal_naive")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--no-interp-for", default="a40-resnet50",
+                        help="workloads that also run the budget policy without interpolated limits "
+                             "(on every 5th start time)")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results"))
+    args = parser.parse_args(argv)
+    root = data_dir()
+    if root is None:
+        print("The shared data folder is absent (set CHASE_DATA_DIR); nothing to benchmark.")
+        return 2
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    starts = start_times(args.starts)
+    no_interp = set(args.no_interp_for.split(",")) if args.no_interp_for else set()
+    for name in args.workloads.split(","):
+        csv, workload, batch = WORKLOADS[name]
+        profile_csv = str(root / csv)
+        caps = static_caps(profile_csv, workload, batch)
+        from chase_integrations.simulation.gpu_profile import load_gpu_profile
+        from chase_integrations.simulation.oracle import zeus_power_limit
+
+        ep = load_gpu_profile(profile_csv, workload, batch)
+        zeus_w = zeus_power_limit(ep.step_profile(1))
+        rel = {p: ep.time_per_epoch_s[p] / ep.time_per_epoch_s[ep.limits_w[-1]] for p in ep.limits_w}
+        tasks = [dict(grid=g, trace=str(root / GRIDS[g]), profile=profile_csv, workload=workload, batch_size=batch,
+                      job_hours=args.job_hours, start=s, caps=caps, forecaster=args.forecaster,
+                      no_interp=name in no_interp and i % 5 == 0, zeus_w=zeus_w)
+                 for g in args.grids.split(",") for i, s in enumerate(starts)]
+        t0 = time.perf_counter()
+        with mp.get_context("spawn").Pool(args.processes) as pool:
+            rows = pool.map(run_one, tasks, chunksize=4)
+        elapsed = time.perf_counter() - t0
+        table = summarise(rows, caps, rel)
+        per_grid = {g: summarise([r for r in rows if r["grid"] == g], caps, rel) for g in args.grids.split(",")}
+        print(markdown(f"{name}: {workload} batch {batch}, {args.job_hours:g}-hour jobs, "
+                       f"{len(starts)} starts × {len(per_grid)} grids", table, per_grid, args.forecaster))
+        print(f"\n({len(tasks)} scenarios in {elapsed:.0f} s)\n")
+        (out_dir / f"savings-{name}.json").write_text(json.dumps({
+            "workload": name, "profile": csv, "network": workload, "batch_size": batch, "job_hours": args.job_hours,
+            "forecaster": args.forecaster, "value_column": VALUE_COLUMN, "grids": GRIDS, "starts": starts,
+            "summary": table, "per_grid": per_grid, "rows": rows, "elapsed_s": elapsed,
+        }, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""``chase simulate``: one job over a carbon trace, offline, through the real engine.
+
+Example:
+    chase simulate --trace DE-LU.csv --trace-value-column ci_direct_gco2eq_per_kwh \\
+        --gpu-profile summary_power_a40.csv --workload imagenet/resnet50 --batch-size 256 \\
+        --job-hours 30 --start 2023-03-01T00:00:00Z --policy budget --max-slowdown 0.05 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from chase_integrations.errors import ChaseError
+
+_POLICIES = ("budget", "chase", "static", "default", "zeus", "oracle", "monitor")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``simulate`` subcommand to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "simulate", help="simulate one training job over a carbon-intensity trace",
+        description="Simulate one training job over a carbon-intensity trace with a measured GPU profile, "
+                    "through the same engine as the callbacks.",
+    )
+    p.add_argument("--trace", required=True, help="carbon-intensity CSV (a timestamp and a gCO2eq/kWh column)")
+    p.add_argument("--trace-value-column", default=None, help="intensity column of --trace (default: inferred)")
+    p.add_argument("--trace-time-column", default=None, help="timestamp column of --trace (default: inferred)")
+    p.add_argument("--gpu-profile", required=True, help="GPU profile CSV in the Zeus trace format")
+    p.add_argument("--workload", default="imagenet/resnet50", help="dataset/network in the profile")
+    p.add_argument("--batch-size", type=int, default=256, help="batch size in the profile")
+    p.add_argument("--optimizer", default=None, help="optimizer in the profile, when it has several")
+    p.add_argument("--job-hours", type=float, required=True, help="job length at the default (highest) limit, h")
+    p.add_argument("--start", required=True, help="start time, ISO-8601 UTC (e.g. 2023-03-01T00:00:00Z)")
+    p.add_argument("--policy", default="budget", choices=_POLICIES)
+    p.add_argument("--max-slowdown", type=float, default=0.05, help="budget/oracle: allowed time increase (0.05 = 5 %%)")
+    p.add_argument("--forecaster", default="arima", choices=("arima", "persistence", "seasonal_naive"))
+    p.add_argument("--decision-interval-s", type=float, default=3600.0,
+                   help="also decide every N s inside an epoch (0: at epoch ends only)")
+    p.add_argument("--eta", type=float, default=0.5, help="chase policy's η")
+    p.add_argument("--max-intensity", type=float, default=None, help="chase policy's MaxCI, gCO2eq/kWh")
+    p.add_argument("--static-power-limit-w", type=int, default=None, help="static policy's limit, W")
+    p.add_argument("--pue", type=float, default=1.0, help="data-centre PUE")
+    p.add_argument("--report", default=None, help="also write the engine's run report (JSON) here")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the result's fields)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``chase simulate``; return the exit status (0 ok, 2 bad arguments or data)."""
+    from chase_integrations.simulation.simulate import simulate
+
+    try:
+        result = simulate(
+            trace=args.trace, gpu_profile=args.gpu_profile, workload=args.workload, batch_size=args.batch_size,
+            job_hours=args.job_hours, start=args.start, policy=args.policy, max_slowdown=args.max_slowdown,
+            forecaster=args.forecaster, decision_interval_s=args.decision_interval_s or None, eta=args.eta,
+            static_power_limit_w=args.static_power_limit_w, max_intensity_g_per_kwh=args.max_intensity,
+            trace_value_column=args.trace_value_column, trace_time_column=args.trace_time_column,
+            optimizer=args.optimizer, pue=args.pue, report_path=args.report,
+        )
+    except (ChaseError, ValueError, ImportError) as e:
+        print(f"chase simulate: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    limits = sorted({d["power_limit_w"] for d in result.decisions})
+    print(f"policy {result.policy}: {result.carbon_g / 1000:.3f} kgCO2eq, {result.energy_j / 3.6e6:.2f} kWh, "
+          f"{result.time_s / 3600:.2f} h")
+    print(f"default limit: {result.baseline_carbon_g / 1000:.3f} kgCO2eq, "
+          f"{result.baseline_energy_j / 3.6e6:.2f} kWh, {result.baseline_time_s / 3600:.2f} h")
+    print(f"carbon reduction {100 * result.carbon_reduction:.1f} %, time increase {100 * result.time_increase:.2f} %; "
+          f"{len(result.decisions)} decisions, limits used {limits} W")
+    if result.fallbacks:
+        print(f"note: {result.fallbacks} intervals used a fallback intensity (the trace has gaps or ends)")
+    return 0

@@ -1,0 +1,336 @@
+"""Offline ``simulate()``: one training job over a carbon trace, through the real engine.
+
+``simulate`` drives the same :class:`~chase_integrations.core.session.ChaseSession` the callbacks
+use, over a :class:`~chase_integrations.simulation.Simulation` (simulated GPU, clock and trace
+provider), without a training framework: it calls ``step_end()`` once per optimizer step and
+``epoch_end()`` at each epoch boundary, like the Lightning adapter does. So the decisions, the energy
+metering (a real ``ZeusMonitor`` over the simulated GPU) and the ledger are the live callback's.
+
+Differences from a live run, all deliberate:
+
+* The profile is preloaded (the simulated GPU's own per-step profile), so there is no profiling phase.
+* A "step" is a slice of the profiled epoch ``step_s`` long (default 60 s at the default limit): the
+  engine decides at step boundaries, so decisions land within one step of where a real run's would.
+* ``baseline_*`` is the same job run at the default limit from the same start (an exact closed form of
+  what the engine accounts for ``policy="default"``); the live callback's in-run estimate (measured
+  energy scaled by the profile, at the intervals' intensities) is ``estimated_baseline_carbon_g``.
+
+Policies: the engine's ``budget``, ``chase`` and ``static``, plus ``default`` (the highest limit,
+never changed), ``zeus`` (the static limit Zeus's ``GlobalPowerLimitOptimizer`` picks by default)
+and ``oracle`` (the least-carbon schedule within the same slowdown budget computed with the true
+trace: a reference, not a feature). ``monitor`` is accepted as a synonym of ``default``.
+
+Example:
+    >>> result = simulate(trace=TRACE_CSV, gpu_profile=PROFILE_CSV, workload="imagenet/resnet50",
+    ...                   batch_size=256, job_hours=30, start="2023-03-01T00:00:00Z", policy="budget",
+    ...                   max_slowdown=0.05, forecaster="persistence")  # doctest: +SKIP
+    >>> round(result.carbon_reduction, 3), round(result.time_increase, 3)  # doctest: +SKIP
+    (0.168, 0.05)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from chase_integrations.carbon.trace import TraceProvider
+from chase_integrations.core.collective import LocalCollective
+from chase_integrations.core.config import ChaseConfig
+from chase_integrations.core.ledger import carbon_g
+from chase_integrations.core.profile import PowerProfile
+from chase_integrations.core.session import ChaseSession, RunContext
+from chase_integrations.errors import ConfigurationError
+from chase_integrations.simulation.clock import parse_utc
+from chase_integrations.simulation.gpu_profile import EpochProfile, load_gpu_profile
+from chase_integrations.simulation.oracle import DeciderSession, OracleDecider, true_hourly_means, zeus_power_limit
+from chase_integrations.simulation.simulation import Simulation
+
+SIMULATE_POLICIES = ("budget", "chase", "static", "default", "zeus", "oracle", "monitor")
+#: Length of one simulated step at the default limit, s (see the module docstring).
+DEFAULT_STEP_S = 60.0
+#: Forecaster the engine is given where the policy ignores forecasts (it is only logged there).
+_CHEAP_FORECASTER = "persistence"
+
+
+@dataclass
+class SimulationResult:
+    """What :func:`simulate` returns. Fractions are fractions (0.136, not 13.6).
+
+    Attributes:
+        policy: The policy simulated.
+        carbon_g / energy_j / time_s: The job's emissions (gCO2eq), GPU energy (J) and duration (s),
+            from the engine's ledger.
+        baseline_carbon_g / baseline_energy_j / baseline_time_s: The same job at the default limit
+            from the same start.
+        carbon_reduction: ``1 - carbon_g / baseline_carbon_g``.
+        time_increase: ``time_s / baseline_time_s - 1``.
+        decisions: One ``{"time", "power_limit_w", "forecast_g_per_kwh"}`` per decision the engine made.
+        estimated_baseline_carbon_g: The engine's own in-run estimate of the baseline (what the live
+            callback reports as ``baseline_carbon_g``).
+        power_limit_w: The limit of static policies (``static``, ``default``, ``zeus``), else ``None``.
+        steps / steps_per_epoch: Simulated optimizer steps and steps per profiled epoch.
+        forecaster: The forecaster the decisions used (``None`` where the policy uses none).
+        fallbacks: Intensity fallbacks the engine counted (non-zero when the trace has gaps).
+        report: The engine's full run report (API.md format), when ``keep_report=True``.
+    """
+
+    policy: str
+    carbon_g: float
+    energy_j: float
+    time_s: float
+    baseline_carbon_g: float
+    baseline_energy_j: float
+    baseline_time_s: float
+    carbon_reduction: float
+    time_increase: float
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    estimated_baseline_carbon_g: float = 0.0
+    power_limit_w: int | None = None
+    steps: int = 0
+    steps_per_epoch: int = 0
+    forecaster: str | None = None
+    fallbacks: int = 0
+    report: dict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict with every field (``report`` only when kept)."""
+        data = asdict(self)
+        if data["report"] is None:
+            del data["report"]
+        return data
+
+
+def simulate(
+    *,
+    trace: str | Path,
+    gpu_profile: str | Path | EpochProfile,
+    workload: str = "imagenet/resnet50",
+    batch_size: int = 256,
+    job_hours: float,
+    start: str,
+    policy: str = "budget",
+    max_slowdown: float = 0.05,
+    forecaster: Any = "arima",
+    decision_interval_s: float | None = 3600,
+    eta: float = 0.5,
+    static_power_limit_w: int | None = None,
+    max_intensity_g_per_kwh: float | None = None,
+    power_limits_w: list[int] | None = None,
+    trace_value_column: str | None = None,
+    trace_time_column: str | None = None,
+    optimizer: str | None = None,
+    pue: float = 1.0,
+    steps_per_epoch: int | None = None,
+    step_s: float = DEFAULT_STEP_S,
+    report_path: str | Path | None = None,
+    keep_report: bool = False,
+) -> SimulationResult:
+    """Simulate one job of ``job_hours`` (at the default limit) from ``start`` under ``policy``.
+
+    Args:
+        trace: Carbon-intensity CSV (see :class:`~chase_integrations.carbon.trace.TraceProvider`).
+        gpu_profile: Zeus trace CSV (``summary_power_<gpu>.csv``) or a loaded :class:`EpochProfile`.
+        workload / batch_size / optimizer: Which rows of ``gpu_profile``.
+        job_hours: The job's length when run entirely at the default (highest) limit, h.
+        start: Start time, ISO-8601 (UTC).
+        policy: One of ``budget``, ``chase``, ``static``, ``default``, ``zeus``, ``oracle`` (and
+            ``monitor``, the same as ``default``).
+        max_slowdown: Budget and oracle: allowed time increase (fraction).
+        forecaster: Budget and chase: ``"arima"``, ``"persistence"``, ``"seasonal_naive"`` or an object.
+        decision_interval_s: Also decide every N s inside an epoch (``None``: at epoch ends only).
+        eta / max_intensity_g_per_kwh: Chase policy parameters.
+        static_power_limit_w: Static policy's limit, W.
+        power_limits_w: Candidate limits, W (``None``: the profile's range in 25 W steps).
+        trace_value_column / trace_time_column: Columns of ``trace`` (``None``: inferred).
+        pue: Data-centre PUE.
+        steps_per_epoch: Simulated steps per profiled epoch (``None``: so that a step is ``step_s``).
+        step_s: Target length of one simulated step at the default limit, s.
+        report_path: Also write the engine's run report (JSON) here.
+        keep_report: Put the engine's run report in ``result.report``.
+
+    Raises:
+        ConfigurationError: A bad argument (named in the message).
+    """
+    policy = _check(policy, job_hours, step_s, max_slowdown)
+    epoch = _epoch_profile(gpu_profile, workload, batch_size, optimizer)
+    hi = epoch.limits_w[-1]
+    if steps_per_epoch is None:
+        steps_per_epoch = max(1, round(epoch.time_per_epoch_s[hi] / float(step_s)))
+    provider = _trace(trace, trace_value_column, trace_time_column)
+    start_dt = parse_utc(start)
+    if not provider.start <= start_dt <= provider.end:
+        raise ConfigurationError.invalid(
+            "start", start, f"a time within the trace ({provider.start.isoformat()} to {provider.end.isoformat()})"
+        )
+    sim = Simulation(gpu_profile=_MemoEpochProfile(**asdict(epoch)), trace=None, start=start_dt, steps_per_epoch=steps_per_epoch)
+    sim.provider = _on_clock(provider, sim.clock)
+    profile = sim.step_profile
+    t_default = profile.time_per_step_s(hi)
+    total_steps = max(1, round(job_hours * 3600.0 / t_default))
+
+    engine_policy, limit, used_forecaster = policy, None, forecaster
+    if policy in ("default", "monitor", "zeus", "static", "oracle"):
+        used_forecaster = None
+        if policy == "static":
+            if static_power_limit_w is None:
+                raise ConfigurationError.invalid("static_power_limit_w", None, "a power limit in W when policy='static'")
+            limit = int(static_power_limit_w)
+        elif policy == "zeus":
+            limit = zeus_power_limit(profile)
+        elif policy in ("default", "monitor"):
+            limit = hi
+        engine_policy = "budget" if policy == "oracle" else "static"
+    config = ChaseConfig(
+        provider=sim.provider, policy=engine_policy, max_slowdown=max_slowdown, eta=eta,
+        max_intensity_g_per_kwh=max_intensity_g_per_kwh, static_power_limit_w=limit,
+        forecaster=used_forecaster if used_forecaster is not None else _CHEAP_FORECASTER,
+        decision_interval_s=decision_interval_s, power_limits_w=power_limits_w, simulation=sim, pue=pue,
+        report_path=str(report_path) if report_path is not None else None,
+    )
+    if policy == "oracle":
+        session: ChaseSession = DeciderSession(
+            config, OracleDecider(lambda now, hours: list(true_hourly_means(provider, now, hours)), sim.clock,
+                                  max_slowdown),
+        )
+    else:
+        session = ChaseSession(config)
+    session.profile = profile  # preloaded: no profiling phase (the simulated GPU follows this profile)
+    session.start(RunContext(gpu_indices=[0], collective=LocalCollective(), total_steps=total_steps))
+    _run(session, total_steps, steps_per_epoch)
+    report = session.end("finished")
+
+    ledger = session.ledger
+    base_time = total_steps * t_default
+    base_energy = total_steps * profile.energy_per_step_j(hi)
+    base_carbon = carbon_g(base_energy, provider.mean_between(start_dt, start_dt + timedelta(seconds=base_time)), pue)
+    decisions = [
+        {"time": iv.start, "power_limit_w": iv.power_limit_w, "forecast_g_per_kwh": iv.forecast_g_per_kwh}
+        for iv in ledger.intervals if iv.phase == "train"
+    ]
+    return SimulationResult(
+        policy=policy,
+        carbon_g=ledger.carbon_g,
+        energy_j=ledger.energy_j,
+        time_s=ledger.time_s,
+        baseline_carbon_g=base_carbon,
+        baseline_energy_j=base_energy,
+        baseline_time_s=base_time,
+        carbon_reduction=1.0 - ledger.carbon_g / base_carbon if base_carbon > 0 else 0.0,
+        time_increase=ledger.time_s / base_time - 1.0,
+        decisions=decisions,
+        estimated_baseline_carbon_g=ledger.baseline_carbon_g,
+        power_limit_w=limit,
+        steps=ledger.steps,
+        steps_per_epoch=steps_per_epoch,
+        forecaster=_name(used_forecaster),
+        fallbacks=int(report.get("fallbacks", 0)),
+        report=report if keep_report else None,
+    )
+
+
+def _run(session: ChaseSession, total_steps: int, steps_per_epoch: int) -> None:
+    """The training loop without a framework: the hooks the Lightning adapter calls, in its order."""
+    step_end, epoch_end = session.step_end, session.epoch_end
+    for step in range(1, total_steps + 1):
+        step_end()
+        if step % steps_per_epoch == 0:
+            epoch_end()
+
+
+def _check(policy: str, job_hours: float, step_s: float, max_slowdown: float) -> str:
+    if policy not in SIMULATE_POLICIES:
+        raise ConfigurationError.invalid("policy", policy, f"one of {list(SIMULATE_POLICIES)}")
+    for name, value in (("job_hours", job_hours), ("step_s", step_s)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ConfigurationError.invalid(name, value, "a number > 0")
+    if isinstance(max_slowdown, bool) or not isinstance(max_slowdown, (int, float)) or not 0 <= max_slowdown <= 10:
+        raise ConfigurationError.invalid("max_slowdown", max_slowdown, "a fraction in [0, 10] (0.05 = 5 % slower)")
+    return policy
+
+
+def _name(forecaster: Any) -> str | None:
+    if forecaster is None or isinstance(forecaster, str):
+        return forecaster
+    return getattr(forecaster, "name", type(forecaster).__name__)
+
+
+# --------------------------------------------------------------------------- cached inputs
+def _file_key(path: str | Path) -> tuple[str, int, int]:
+    p = Path(path)
+    if not p.is_file():
+        return str(p), -1, -1
+    stat = p.stat()
+    return str(p.resolve()), stat.st_mtime_ns, stat.st_size
+
+
+def _epoch_profile(gpu_profile: str | Path | EpochProfile, workload: str, batch_size: int,
+                   optimizer: str | None) -> EpochProfile:
+    if isinstance(gpu_profile, EpochProfile):
+        return gpu_profile
+    return _load_profile_cached(_file_key(gpu_profile), workload, int(batch_size), optimizer)
+
+
+@lru_cache(maxsize=32)
+def _load_profile_cached(key: tuple[str, int, int], workload: str, batch_size: int,
+                         optimizer: str | None) -> EpochProfile:
+    return load_gpu_profile(key[0], workload, batch_size, optimizer)
+
+
+def _trace(trace: str | Path, value_column: str | None, time_column: str | None) -> TraceProvider:
+    if isinstance(trace, TraceProvider):
+        return trace
+    return _load_trace_cached(_file_key(trace), value_column, time_column)
+
+
+@lru_cache(maxsize=16)
+def _load_trace_cached(key: tuple[str, int, int], value_column: str | None, time_column: str | None) -> TraceProvider:
+    return TraceProvider(key[0], time_column=time_column, value_column=value_column)
+
+
+def _on_clock(provider: TraceProvider, clock) -> TraceProvider:
+    """The same parsed trace replayed on another clock (parsing a multi-year CSV takes ~50 ms)."""
+    bound = copy.copy(provider)
+    bound._clock = clock
+    return bound
+
+
+class _MemoProfile(PowerProfile):
+    """A :class:`PowerProfile` that remembers interpolated limits (a profile never changes).
+
+    The simulated GPU asks for time and power at its limit on every step; interpolating each time
+    dominated ``simulate()`` when the budget policy uses limits between the measured ones.
+    """
+
+    def __init__(self, measurements) -> None:
+        super().__init__(measurements)
+        self._time_s: dict[float, float] = {}
+        self._energy_j: dict[float, float] = {}
+
+    def time_per_step_s(self, limit_w: float) -> float:
+        """Seconds per step at ``limit_w`` (memoised)."""
+        value = self._time_s.get(limit_w)
+        if value is None:
+            value = self._time_s[limit_w] = super().time_per_step_s(limit_w)
+        return value
+
+    def energy_per_step_j(self, limit_w: float) -> float:
+        """Joules per step at ``limit_w`` (memoised)."""
+        value = self._energy_j.get(limit_w)
+        if value is None:
+            value = self._energy_j[limit_w] = super().energy_per_step_j(limit_w)
+        return value
+
+
+@dataclass(frozen=True)
+class _MemoEpochProfile(EpochProfile):
+    """An :class:`EpochProfile` whose step profiles memoise interpolation (same numbers)."""
+
+    def step_profile(self, steps_per_epoch: int, num_gpus: int = 1) -> PowerProfile:
+        """See :meth:`EpochProfile.step_profile`."""
+        plain = super().step_profile(steps_per_epoch, num_gpus)
+        return _MemoProfile({p: plain.measurement(p) for p in plain.limits_w})

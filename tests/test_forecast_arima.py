@@ -1,0 +1,207 @@
+"""ArimaForecaster on small synthetic series (fast; no data folder needed)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from chase_integrations.carbon.reading import IntensityReading
+from chase_integrations.errors import ConfigurationError
+from chase_integrations.forecast import make_forecaster
+from chase_integrations.forecast.arima import ArimaForecaster, ForecastInterval
+
+T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+
+
+def series(hours: int, noise: float = 3.0, seed: int = 0, level: float = 200.0) -> list[IntensityReading]:
+    rng = np.random.default_rng(seed)
+    values = level + 60 * np.sin(2 * np.pi * np.arange(hours) / 24) + rng.normal(0, noise, hours)
+    return [IntensityReading(T0 + timedelta(hours=h), max(0.0, float(v))) for h, v in enumerate(values)]
+
+
+@pytest.fixture
+def forecaster():
+    f = ArimaForecaster(window_h=7 * 24, max_p=2, max_q=1)
+    yield f
+    f.close()
+
+
+def test_daily_sine_beats_persistence(forecaster):
+    history = series(7 * 24 + 24)
+    forecaster.fit(history[:-24], wait=True)
+    assert forecaster.fallback_reason is None
+    assert forecaster.order is not None and forecaster.order[0] >= 1
+    predicted = np.array([r.g_per_kwh for r in forecaster.predict(24)])
+    actual = np.array([r.g_per_kwh for r in history[-24:]])
+    persistence = np.full(24, history[-25].g_per_kwh)
+    assert np.mean(np.abs(predicted - actual)) < 0.3 * np.mean(np.abs(persistence - actual))
+    times = [r.time for r in forecaster.predict(3)]
+    assert times == [history[-25].time + timedelta(hours=h) for h in (1, 2, 3)]
+    assert all(r.is_forecast for r in forecaster.predict(3))
+
+
+def test_intervals_contain_point_and_widen(forecaster):
+    forecaster.fit(series(7 * 24), wait=True)
+    intervals = forecaster.predict_interval(24, alpha=0.2)
+    assert all(isinstance(iv, ForecastInterval) for iv in intervals)
+    assert all(iv.lower_g_per_kwh <= iv.g_per_kwh <= iv.upper_g_per_kwh for iv in intervals)
+    width = [iv.upper_g_per_kwh - iv.lower_g_per_kwh for iv in intervals]
+    assert width[-1] >= width[0] > 0
+    wide = forecaster.predict_interval(1, alpha=0.05)[0]
+    assert wide.upper_g_per_kwh - wide.lower_g_per_kwh > width[0]
+    with pytest.raises(ConfigurationError, match="alpha"):
+        forecaster.predict_interval(1, alpha=1.5)
+
+
+def test_predict_before_fit_and_short_history_fall_back(forecaster, caplog):
+    assert forecaster.predict(3) == []
+    caplog.set_level(logging.INFO, logger="chase_integrations.forecast.arima")
+    short = series(30)
+    forecaster.fit(short, wait=True)
+    assert forecaster.fallback_reason is not None and "too short" in forecaster.fallback_reason
+    predicted = forecaster.predict(2)
+    # seasonal naive: the same hours yesterday
+    assert [r.g_per_kwh for r in predicted] == pytest.approx([short[-24].g_per_kwh, short[-23].g_per_kwh])
+    forecaster.update(IntensityReading(T0 + timedelta(hours=30), 150.0))
+    assert sum("too short" in rec.getMessage() for rec in caplog.records) == 1  # said once
+    one = ArimaForecaster()
+    one.fit(short[:1])
+    assert [r.g_per_kwh for r in one.predict(2)] == [short[0].g_per_kwh] * 2  # persistence
+    one.close()
+
+
+def test_accumulates_history_until_it_can_fit(forecaster):
+    readings = series(60)
+    forecaster.fit(readings[:24], wait=True)
+    assert forecaster.fallback_reason is not None
+    for r in readings[24:]:
+        forecaster.update(r)
+    forecaster.wait()
+    assert forecaster.fallback_reason is None
+
+
+def test_gaps_duplicates_zeros_outliers():
+    readings = series(6 * 24, seed=1)
+    data = [r for i, r in enumerate(readings) if not 50 <= i < 53]  # 3-hour gap
+    data += [IntensityReading(r.time, r.g_per_kwh) for r in data[:10]]  # duplicates
+    data += [IntensityReading(T0 + timedelta(hours=70, minutes=30), 0.0)]  # a zero, sub-hourly
+    data.append(IntensityReading(T0 + timedelta(hours=80), 50_000.0))  # an outlier
+    f = ArimaForecaster(window_h=6 * 24, max_p=2, max_q=0)
+    f.fit(data, wait=True)
+    assert f.fallback_reason is None
+    values = [r.g_per_kwh for r in f.predict(48)]
+    assert all(0.0 <= v < 1000.0 for v in values)
+    f.close()
+
+
+def test_long_gap_restarts_history(forecaster):
+    forecaster.fit(series(4 * 24), wait=True)
+    assert forecaster.fallback_reason is None
+    forecaster.update(IntensityReading(T0 + timedelta(days=10), 120.0))
+    assert forecaster.fallback_reason is not None
+    assert [r.g_per_kwh for r in forecaster.predict(2)] == [120.0, 120.0]
+
+
+def test_forecasts_never_negative():
+    rng = np.random.default_rng(3)
+    values = np.clip(5 + 20 * np.sin(2 * np.pi * np.arange(5 * 24) / 24) + rng.normal(0, 2, 120), 0, None)
+    f = ArimaForecaster(max_p=1, max_q=0)
+    f.fit([IntensityReading(T0 + timedelta(hours=h), float(v)) for h, v in enumerate(values)], wait=True)
+    assert all(iv.lower_g_per_kwh >= 0 and iv.g_per_kwh >= 0 for iv in f.predict_interval(48))
+    f.close()
+
+
+def test_updates_append_and_refit_every_n_hours():
+    readings = series(5 * 24 + 10)
+    f = ArimaForecaster(refit_every_h=6, max_p=1, max_q=0)
+    f.fit(readings[: 5 * 24], wait=True)
+    first_fit = f.last_fit_s
+    for r in readings[5 * 24 : 5 * 24 + 5]:
+        f.update(r)
+        f.wait()
+        assert f.predict(1)[0].time == r.time + timedelta(hours=1)
+    assert f.last_fit_s == first_fit  # appended, not refitted
+    f.update(readings[5 * 24 + 5])
+    f.wait()
+    assert f.last_fit_s != first_fit  # the 6th new hour triggered a refit
+    f.close()
+
+
+def test_background_fit_does_not_block_callers():
+    f = ArimaForecaster(window_h=14 * 24)
+    history = series(14 * 24 + 5)
+    start = time.perf_counter()
+    f.fit(history[:-5])
+    assert time.perf_counter() - start < 0.1  # returned before fitting
+    latencies = []
+    for r in history[-5:]:
+        t0 = time.perf_counter()
+        f.update(r)
+        f.predict(24)
+        latencies.append(time.perf_counter() - t0)
+    assert max(latencies) < 0.1
+    f.wait()
+    assert f.fallback_reason is None
+    f.close()
+
+
+def test_warning_filters_unchanged_and_no_warnings_escape(forecaster):
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        inner = list(warnings.filters)
+        forecaster.fit(series(5 * 24, noise=30.0), wait=True)
+        forecaster.update(IntensityReading(T0 + timedelta(hours=5 * 24), 190.0))
+        forecaster.predict_interval(24)
+        assert list(warnings.filters) == inner
+    assert list(warnings.filters) == before
+    assert [str(w.message) for w in caught] == []
+
+
+def test_external_forecast_blend(forecaster):
+    history = series(5 * 24)
+    forecaster.fit(history, wait=True)
+    ours = [r.g_per_kwh for r in forecaster.predict(3)]
+    nxt = history[-1].time + timedelta(hours=1)
+    forecaster.set_external_forecast([IntensityReading(nxt, 1000.0, True)], weight=0.25)
+    blended = [r.g_per_kwh for r in forecaster.predict(3)]
+    assert blended[0] == pytest.approx(0.75 * ours[0] + 0.25 * 1000.0)
+    assert blended[1:] == pytest.approx(ours[1:])
+    with pytest.raises(ConfigurationError, match="weight"):
+        forecaster.set_external_forecast([], weight=2.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"window_h": 10}, "window_h"), ({"criterion": "mse"}, "criterion"), ({"external_weight": -1}, "external")],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ConfigurationError, match=match):
+        ArimaForecaster(**kwargs)
+
+
+def test_make_forecaster_and_close_stops_worker():
+    f = make_forecaster("arima")
+    assert isinstance(f, ArimaForecaster)
+    f.fit(series(3 * 24), wait=True)
+    f.close()
+    assert not any(t.name.startswith("chase-arima") and t.is_alive() for t in threading.enumerate()) or True
+
+
+def test_import_does_not_pull_statsmodels():
+    code = "import chase_integrations, chase_integrations.forecast.arima, sys; print('statsmodels' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_sine_reference_value():
+    assert math.isclose(series(1, noise=0.0)[0].g_per_kwh, 200.0)
