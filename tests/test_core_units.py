@@ -94,11 +94,21 @@ def test_ledger_is_additive_and_json_safe(rows, pue):
     assert again == ledger
 
 
-def test_profiling_plan_prunes_dominated_limits():
-    plan = ProfilingPlan([300, 250, 200, 150, 100], warmup_steps=0, measure_steps=1)
-    for energy in (235.0, 216.0, 190.0, 230.0):
-        plan.record(1.0, energy)
+def test_profiling_plan_prunes_after_three_dominated_limits():
+    plan = ProfilingPlan([300, 275, 250, 225, 200, 175, 150, 125, 100], warmup_steps=0, measure_steps=1)
+    # (time, energy): a noisy outlier at 250 W does not stop profiling; three dominated in a row do
+    for t, e in ((1.0, 235.0), (1.0, 226.0), (1.1, 260.0), (1.02, 200.0), (1.07, 190.0), (1.3, 200.0),
+                 (1.6, 230.0), (2.3, 280.0)):
+        plan.record(t, e)
     assert plan.done and plan.skipped_w == [100]
+    assert 200 in plan.results and 225 in plan.results
+
+
+def test_profiling_plan_does_not_prune_a_flat_top():
+    plan = ProfilingPlan([700, 675, 650, 625], warmup_steps=0, measure_steps=1)
+    for e in (14.6, 15.0, 15.0, 14.9):  # limits above what the GPU draws: same time, noisy energy
+        plan.record(0.0294, e)
+    assert plan.skipped_w == [] and len(plan.results) == 4
 
 
 def test_profiling_plan_keeps_partial_measurements():
@@ -169,3 +179,17 @@ def test_static_provider_validates():
         StaticProvider(-1)
     with pytest.raises(ConfigurationError, match="g_per_kwh"):
         StaticProvider("300")
+
+
+def test_measured_h200_sweep_loads_as_a_gpu_profile():
+    from pathlib import Path
+
+    from chase_integrations.simulation import Simulation
+
+    csv = Path(__file__).resolve().parent.parent / "bench" / "results" / "h200" / "sweep_NVIDIA_H200.csv"
+    sim = Simulation(gpu_profile=csv, workload="synthetic-imagenet/resnet50", batch_size=128,
+                     steps_per_epoch=1_281_167 // 128)
+    profile = sim.step_profile
+    assert profile.limits_w[0] == 200 and profile.limits_w[-1] == 700
+    t_rel, e_rel = profile.relative(400)
+    assert t_rel > 1.05 and e_rel < 0.9  # a real GPU: slower and more efficient at 400 W than at 700 W

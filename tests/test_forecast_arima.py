@@ -194,7 +194,11 @@ def test_make_forecaster_and_close_stops_worker():
     assert isinstance(f, ArimaForecaster)
     f.fit(series(3 * 24), wait=True)
     f.close()
-    assert not any(t.name.startswith("chase-arima") and t.is_alive() for t in threading.enumerate()) or True
+    f.close()  # idempotent
+    for t in threading.enumerate():
+        if t.name.startswith("chase-arima"):
+            t.join(timeout=5)
+    assert not any(t.name.startswith("chase-arima") and t.is_alive() for t in threading.enumerate())
 
 
 def test_import_does_not_pull_statsmodels():

@@ -138,6 +138,8 @@ def test_sigterm_restores_then_chains_and_reports(make_sim, tmp_path, monkeypatc
         raise SystemExit(143)
 
     previous = signal.getsignal(signal.SIGTERM)
+    # as if the user's handler was there when the first controller installed ours (hooks are per process)
+    monkeypatch.setattr(limits, "_hooks_installed", True)
     monkeypatch.setattr(limits, "_previous_sigterm", users_handler)
     signal.signal(signal.SIGTERM, limits._on_sigterm)
     try:

@@ -1,4 +1,4 @@
-"""``chase simulate``: one job over a carbon trace, offline, through the real engine.
+r"""``chase simulate``: one job over a carbon trace, offline, through the real engine.
 
 Example:
     chase simulate --trace DE-LU.csv --trace-value-column ci_direct_gco2eq_per_kwh \\
@@ -34,7 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--job-hours", type=float, required=True, help="job length at the default (highest) limit, h")
     p.add_argument("--start", required=True, help="start time, ISO-8601 UTC (e.g. 2023-03-01T00:00:00Z)")
     p.add_argument("--policy", default="budget", choices=_POLICIES)
-    p.add_argument("--max-slowdown", type=float, default=0.05, help="budget/oracle: allowed time increase (0.05 = 5 %%)")
+    p.add_argument("--max-slowdown", type=float, default=0.05,
+                   help="budget/oracle: allowed time increase (0.05 = 5 %%)")
     p.add_argument("--forecaster", default="arima", choices=("arima", "persistence", "seasonal_naive"))
     p.add_argument("--decision-interval-s", type=float, default=3600.0,
                    help="also decide every N s inside an epoch (0: at epoch ends only)")

@@ -56,6 +56,7 @@ class ChaseConfig:
     strict: bool = False
     profile_warmup_steps: int = 3
     profile_measure_steps: int = 10
+    profile_min_window_s: float = 2.0
     fallback_intensity_g_per_kwh: float | None = None
     max_reading_age_s: float = 3 * 3600.0
 
@@ -121,6 +122,8 @@ class ChaseConfig:
             raise ConfigurationError.invalid("strict", self.strict, "True or False")
         self.profile_warmup_steps = _int("profile_warmup_steps", self.profile_warmup_steps, "an integer >= 0", 0)
         self.profile_measure_steps = _int("profile_measure_steps", self.profile_measure_steps, "an integer >= 1", 1)
+        self.profile_min_window_s = _number("profile_min_window_s", self.profile_min_window_s,
+                                            "a number of seconds >= 0", 0)
         self.fallback_intensity_g_per_kwh = _number(
             "fallback_intensity_g_per_kwh", self.fallback_intensity_g_per_kwh, "None or a number of gCO2eq/kWh >= 0",
             0, allow_none=True,

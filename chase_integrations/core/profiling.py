@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 #: A lower limit whose energy per step exceeds a higher limit's by this fraction ends profiling.
 DOMINATED_MARGIN = 0.02
+#: How many dominated limits in a row end profiling.
+DOMINATED_RUN = 3
 
 
 @dataclass
@@ -42,6 +44,9 @@ class ProfilingPlan:
     partial_energy_j: float = 0.0
     partial_steps: int = 0
     limit_interruptions: int = 0
+    dominated_run: int = 0
+    measure_steps_current: int = 0
+    extended: bool = False
     skipped_w: list[int] = field(default_factory=list)
 
     @property
@@ -79,7 +84,8 @@ class ProfilingPlan:
         if self.phase == "warmup" and self.steps_in_phase >= self.effective_warmup_steps:
             self.phase, self.steps_in_phase = "measure", 0
             return "begin_measure"
-        if self.phase == "measure" and self.partial_steps + self.steps_in_phase >= self.measure_steps:
+        target = self.measure_steps_current if self.extended else self.measure_steps
+        if self.phase == "measure" and self.partial_steps + self.steps_in_phase >= target:
             return "end_measure"
         return None
 
@@ -90,6 +96,18 @@ class ProfilingPlan:
             self.partial_energy_j += energy_j
             self.partial_steps += self.steps_in_phase
 
+    def extend(self, time_s: float, energy_j: float, extra_steps: int) -> None:
+        """Keep the window just closed and measure ``extra_steps`` more steps of the same limit.
+
+        Called at ``end_measure`` when the window was too short to trust (NVML energy counters update
+        every few tens of milliseconds). Decided from cross-rank reduced values, so every rank extends
+        identically.
+        """
+        self.add_partial(time_s, energy_j)
+        self.steps_in_phase = 0
+        self.measure_steps_current = self.partial_steps + max(1, int(extra_steps))
+        self.extended = True
+
     def record_window(self, time_s: float, energy_j: float) -> None:
         """Record the closing window of the current limit (plus any partial windows) and move on."""
         steps = self.partial_steps + self.steps_in_phase
@@ -99,9 +117,11 @@ class ProfilingPlan:
         """Store the current limit's result and advance to the next limit.
 
         Limits are profiled from the highest down. Energy per step is U-shaped in the limit while time
-        only grows as the limit falls, so once a lower limit costs clearly more energy (by
-        ``DOMINATED_MARGIN``) than a higher one, it and every limit below it are dominated (slower *and*
-        dirtier at any intensity) and profiling stops early.
+        only grows as the limit falls. A limit that is both slower and dirtier than some higher limit
+        (each by more than ``DOMINATED_MARGIN``) can never be chosen by any policy. Once
+        ``DOMINATED_RUN`` limits in a row are dominated, the bottom of the U is behind us and profiling
+        stops early. One dominated limit alone is not enough: real measurements are noisy (an H200 sweep
+        in bench/results shows single limits 15 % off their neighbours).
         """
         limit = self.limits_w[self.index]
         self.results[limit] = (time_per_step_s, energy_per_step_j)
@@ -109,9 +129,14 @@ class ProfilingPlan:
         self.phase, self.steps_in_phase = "warmup", 0
         self.partial_time_s = self.partial_energy_j = 0.0
         self.partial_steps = self.limit_interruptions = 0
-        higher = [e for w, (_, e) in self.results.items() if w > limit]
-        if self.prune_dominated and higher and energy_per_step_j > min(higher) * (1 + DOMINATED_MARGIN):
-            self.skipped_w = [w for w in self.limits_w[self.index :]]
+        self.extended = False
+        dominated = any(
+            time_per_step_s > t * (1 + DOMINATED_MARGIN) and energy_per_step_j > e * (1 + DOMINATED_MARGIN)
+            for w, (t, e) in self.results.items() if w > limit
+        )
+        self.dominated_run = self.dominated_run + 1 if dominated else 0
+        if self.prune_dominated and self.dominated_run >= DOMINATED_RUN:
+            self.skipped_w = list(self.limits_w[self.index :])
             self.index = len(self.limits_w)
 
     def interrupt(self) -> None:

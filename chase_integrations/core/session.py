@@ -233,6 +233,14 @@ class ChaseSession:
             self._begin_measure()
         elif event == "end_measure":
             energy_sum, time_max = self._end_measure()
+            window_s = self.plan.partial_time_s + time_max
+            min_window_s = self.config.profile_min_window_s
+            if not self.plan.extended and window_s < min_window_s:
+                steps = self.plan.partial_steps + self.plan.steps_in_phase
+                extra = min(100_000, math.ceil(steps * (min_window_s / max(window_s, 1e-6) - 1.0)))
+                self.plan.extend(time_max, energy_sum, extra)
+                self._begin_measure()
+                return None
             self.plan.record_window(max(time_max, 1e-9), max(energy_sum, 1e-9))
             if self.plan.done:
                 return self._finish_profiling()
@@ -407,7 +415,7 @@ class ChaseSession:
 
     def _record(self, iv: dict, now: datetime, energy_j: float, duration_s: float, intensity: float,
                 source: str) -> dict[str, float]:
-        if iv["steps"] == 0 and duration_s <= 0:
+        if iv["steps"] == 0 and (duration_s <= 0 or energy_j == 0.0):
             return {}
         limit = iv["limit_w"] if iv["limit_w"] is not None else (self.default_limit_w or 0)
         e_ratio = t_ratio = 1.0

@@ -130,7 +130,7 @@ def run_backtest(
     if start.tzinfo is None:
         start = start.replace(tzinfo=timezone.utc)
     start_h = int(start.timestamp() // 3600)
-    end_h = start_h + int(round(days * 24))
+    end_h = start_h + round(days * 24)
     max_h = horizons[-1]
     first_origin = start_h - max_h + 1
     hour_of = times_s // 3600
@@ -199,7 +199,7 @@ def errors(name: str, horizon_h: int, predicted: np.ndarray, actual: np.ndarray)
     nonzero = actual > 0
     mape = float(np.mean(abs_err[nonzero] / actual[nonzero])) if nonzero.any() else None
     mae = float(np.mean(abs_err)) if len(abs_err) else float("nan")
-    return BacktestResult(name, int(horizon_h), mape, mae, int(len(abs_err)), int(nonzero.sum()))
+    return BacktestResult(name, int(horizon_h), mape, mae, len(abs_err), int(nonzero.sum()))
 
 
 def backtest(

@@ -203,9 +203,6 @@ def baseline_forecast(values: np.ndarray, hours: int, z: float) -> tuple[np.ndar
     """
     n = len(values)
     steps = np.arange(1, hours + 1)
-    if n >= 24:
-        mean = np.array([values[n - 24 + (h - 1) % 24] for h in steps])
-    else:
-        mean = np.full(hours, values[-1])
+    mean = np.array([values[n - 24 + (h - 1) % 24] for h in steps]) if n >= 24 else np.full(hours, values[-1])
     spread = np.array([np.std(values[h:] - values[:-h]) if n > h + 1 else np.std(values) for h in steps])
     return mean, np.maximum(0.0, mean - z * spread), mean + z * spread

@@ -170,9 +170,10 @@ def _on_sigterm(signum, frame) -> None:
         previous(signum, frame)
     elif previous == signal.SIG_IGN:
         return
-    else:  # SIG_DFL or unknown: behave like the default (terminate)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGTERM)
+    else:
+        # The default action would kill the process on the spot. Exit instead (status 128 + 15), so that
+        # `finally` blocks and the callbacks' exception paths still run and write their reports.
+        raise SystemExit(128 + signal.SIGTERM)
 
 
 def _register(controller: PowerLimitController) -> None:

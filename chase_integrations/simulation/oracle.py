@@ -34,7 +34,7 @@ def zeus_power_limit(profile: PowerProfile, eta_knob: float = ZEUS_ETA_KNOB, pl_
     """The limit Zeus's ``GlobalPowerLimitOptimizer`` picks by default, from a per-step profile.
 
     Zeus profiles ``range(max, min - 1, -pl_step)`` and picks the minimum of
-    ``eta·energy + (1 − eta)·max_power·world_size·time`` (``zeus.optimizer.power_limit.ZeusCost``,
+    ``eta·energy + (1 - eta)·max_power·world_size·time`` (``zeus.optimizer.power_limit.ZeusCost``,
     its default selector); the cost is linear, so per-step values pick the same limit as Zeus's windows.
 
     Example:

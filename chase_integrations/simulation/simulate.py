@@ -45,6 +45,7 @@ from chase_integrations.core.ledger import carbon_g
 from chase_integrations.core.profile import PowerProfile
 from chase_integrations.core.session import ChaseSession, RunContext
 from chase_integrations.errors import ConfigurationError
+from chase_integrations.forecast import Forecaster, make_forecaster
 from chase_integrations.simulation.clock import parse_utc
 from chase_integrations.simulation.gpu_profile import EpochProfile, load_gpu_profile
 from chase_integrations.simulation.oracle import DeciderSession, OracleDecider, true_hourly_means, zeus_power_limit
@@ -135,7 +136,9 @@ def simulate(
     Args:
         trace: Carbon-intensity CSV (see :class:`~chase_integrations.carbon.trace.TraceProvider`).
         gpu_profile: Zeus trace CSV (``summary_power_<gpu>.csv``) or a loaded :class:`EpochProfile`.
-        workload / batch_size / optimizer: Which rows of ``gpu_profile``.
+        workload: ``"dataset/network"`` in ``gpu_profile``.
+        batch_size: Batch size in ``gpu_profile``.
+        optimizer: Optimizer in ``gpu_profile`` (only when it has several for the workload).
         job_hours: The job's length when run entirely at the default (highest) limit, h.
         start: Start time, ISO-8601 (UTC).
         policy: One of ``budget``, ``chase``, ``static``, ``default``, ``zeus``, ``oracle`` (and
@@ -143,10 +146,12 @@ def simulate(
         max_slowdown: Budget and oracle: allowed time increase (fraction).
         forecaster: Budget and chase: ``"arima"``, ``"persistence"``, ``"seasonal_naive"`` or an object.
         decision_interval_s: Also decide every N s inside an epoch (``None``: at epoch ends only).
-        eta / max_intensity_g_per_kwh: Chase policy parameters.
+        eta: Chase policy's η in [0, 1].
+        max_intensity_g_per_kwh: Chase policy's MaxCI (``None``: the highest value of the last 24 h).
         static_power_limit_w: Static policy's limit, W.
         power_limits_w: Candidate limits, W (``None``: the profile's range in 25 W steps).
-        trace_value_column / trace_time_column: Columns of ``trace`` (``None``: inferred).
+        trace_value_column: Intensity column of ``trace`` (``None``: inferred).
+        trace_time_column: Timestamp column of ``trace`` (``None``: inferred).
         pue: Data-centre PUE.
         steps_per_epoch: Simulated steps per profiled epoch (``None``: so that a step is ``step_s``).
         step_s: Target length of one simulated step at the default limit, s.
@@ -167,7 +172,8 @@ def simulate(
         raise ConfigurationError.invalid(
             "start", start, f"a time within the trace ({provider.start.isoformat()} to {provider.end.isoformat()})"
         )
-    sim = Simulation(gpu_profile=_MemoEpochProfile(**asdict(epoch)), trace=None, start=start_dt, steps_per_epoch=steps_per_epoch)
+    sim = Simulation(gpu_profile=_MemoEpochProfile(**asdict(epoch)), trace=None, start=start_dt,
+                     steps_per_epoch=steps_per_epoch)
     sim.provider = _on_clock(provider, sim.clock)
     profile = sim.step_profile
     t_default = profile.time_per_step_s(hi)
@@ -178,31 +184,37 @@ def simulate(
         used_forecaster = None
         if policy == "static":
             if static_power_limit_w is None:
-                raise ConfigurationError.invalid("static_power_limit_w", None, "a power limit in W when policy='static'")
+                raise ConfigurationError.invalid("static_power_limit_w", None,
+                                                 "a power limit in W when policy='static'")
             limit = int(static_power_limit_w)
         elif policy == "zeus":
             limit = zeus_power_limit(profile)
         elif policy in ("default", "monitor"):
             limit = hi
         engine_policy = "budget" if policy == "oracle" else "static"
+    engine_forecaster = _synchronous(used_forecaster) if used_forecaster is not None else _CHEAP_FORECASTER
     config = ChaseConfig(
         provider=sim.provider, policy=engine_policy, max_slowdown=max_slowdown, eta=eta,
         max_intensity_g_per_kwh=max_intensity_g_per_kwh, static_power_limit_w=limit,
-        forecaster=used_forecaster if used_forecaster is not None else _CHEAP_FORECASTER,
+        forecaster=engine_forecaster,
         decision_interval_s=decision_interval_s, power_limits_w=power_limits_w, simulation=sim, pue=pue,
         report_path=str(report_path) if report_path is not None else None,
     )
     if policy == "oracle":
         session: ChaseSession = DeciderSession(
-            config, OracleDecider(lambda now, hours: list(true_hourly_means(provider, now, hours)), sim.clock,
-                                  max_slowdown),
+            config,
+            OracleDecider(lambda now, hours: list(true_hourly_means(provider, now, hours)), sim.clock, max_slowdown),
         )
     else:
         session = ChaseSession(config)
     session.profile = profile  # preloaded: no profiling phase (the simulated GPU follows this profile)
     session.start(RunContext(gpu_indices=[0], collective=LocalCollective(), total_steps=total_steps))
-    _run(session, total_steps, steps_per_epoch)
-    report = session.end("finished")
+    try:
+        _run(session, total_steps, steps_per_epoch)
+        report = session.end("finished")
+    finally:
+        if isinstance(engine_forecaster, Forecaster):
+            engine_forecaster.close()
 
     ledger = session.ledger
     base_time = total_steps * t_default
@@ -251,6 +263,47 @@ def _check(policy: str, job_hours: float, step_s: float, max_slowdown: float) ->
     if isinstance(max_slowdown, bool) or not isinstance(max_slowdown, (int, float)) or not 0 <= max_slowdown <= 10:
         raise ConfigurationError.invalid("max_slowdown", max_slowdown, "a fraction in [0, 10] (0.05 = 5 % slower)")
     return policy
+
+
+class _Synchronous(Forecaster):
+    """Waits for a forecaster's background refits after each ``fit``/``update``.
+
+    Live, ARIMA refits off the training thread and an hour passes between decisions, so every
+    decision sees a finished model. In simulation an hour passes in microseconds; waiting gives the
+    same (and a deterministic) result.
+    """
+
+    def __init__(self, inner: Forecaster) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", type(inner).__name__)
+
+    def fit(self, history) -> None:
+        """Fit and wait."""
+        self.inner.fit(history)
+        self._wait()
+
+    def update(self, reading) -> None:
+        """Update and wait."""
+        self.inner.update(reading)
+        self._wait()
+
+    def predict(self, hours: int):
+        """The inner forecaster's prediction."""
+        return self.inner.predict(hours)
+
+    def close(self) -> None:
+        """Close the inner forecaster."""
+        self.inner.close()
+
+    def _wait(self) -> None:
+        wait = getattr(self.inner, "wait", None)
+        if callable(wait):
+            wait()
+
+
+def _synchronous(spec: Any) -> Forecaster:
+    forecaster = make_forecaster(spec)
+    return _Synchronous(forecaster) if callable(getattr(forecaster, "wait", None)) else forecaster
 
 
 def _name(forecaster: Any) -> str | None:
