@@ -16,8 +16,15 @@ FORECASTERS = ("arima", "persistence", "seasonal_naive")
 WORLD_AVERAGE_G_PER_KWH = 475.0
 
 
-def _number(name: str, value: Any, allowed: str, lo: float | None = None, hi: float | None = None,
-            lo_open: bool = False, allow_none: bool = False) -> float | None:
+def _number(
+    name: str,
+    value: Any,
+    allowed: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    allow_none: bool = False,
+) -> float | None:
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -66,29 +73,43 @@ class ChaseConfig:
 
         if not isinstance(self.provider, CarbonIntensityProvider):
             raise ConfigurationError.invalid(
-                "provider", self.provider,
+                "provider",
+                self.provider,
                 "a carbon-intensity provider (ElectricityMapsProvider, UKCarbonIntensityProvider, WattTimeProvider, "
                 "TraceProvider, StaticProvider or a CarbonIntensityProvider subclass)",
                 hint="for a fixed value use StaticProvider(g_per_kwh).",
             )
         if self.policy not in POLICIES:
             raise ConfigurationError.invalid("policy", self.policy, f"one of {list(POLICIES)}")
-        self.max_slowdown = _number("max_slowdown", self.max_slowdown, "a fraction in [0, 10] (0.05 = 5 % slower)", 0, 10)
+        self.max_slowdown = _number(
+            "max_slowdown", self.max_slowdown, "a fraction in [0, 10] (0.05 = 5 % slower)", 0, 10
+        )
         self.eta = _number("eta", self.eta, "a number in [0, 1]", 0, 1)
         self.max_intensity_g_per_kwh = _number(
-            "max_intensity_g_per_kwh", self.max_intensity_g_per_kwh, "None or a number of gCO2eq/kWh > 0",
-            0, lo_open=True, allow_none=True,
+            "max_intensity_g_per_kwh",
+            self.max_intensity_g_per_kwh,
+            "None or a number of gCO2eq/kWh > 0",
+            0,
+            lo_open=True,
+            allow_none=True,
         )
         if self.static_power_limit_w is not None:
-            self.static_power_limit_w = int(_number("static_power_limit_w", self.static_power_limit_w,
-                                                    "None or a power limit in W > 0", 0, lo_open=True))
+            self.static_power_limit_w = int(
+                _number(
+                    "static_power_limit_w", self.static_power_limit_w, "None or a power limit in W > 0", 0, lo_open=True
+                )
+            )
         if self.policy == "static" and self.static_power_limit_w is None:
             raise ConfigurationError.invalid(
-                "static_power_limit_w", None, "a power limit in W when policy='static'",
+                "static_power_limit_w",
+                None,
+                "a power limit in W when policy='static'",
                 hint="e.g. ChaseCallback(provider, policy='static', static_power_limit_w=225)",
             )
         if not isinstance(self.forecaster, Forecaster) and self.forecaster not in FORECASTERS:
-            raise ConfigurationError.invalid("forecaster", self.forecaster, f"one of {list(FORECASTERS)} or a Forecaster object")
+            raise ConfigurationError.invalid(
+                "forecaster", self.forecaster, f"one of {list(FORECASTERS)} or a Forecaster object"
+            )
         self.decision_interval_s = _number(
             "decision_interval_s", self.decision_interval_s, "None or a number of seconds >= 1", 1, allow_none=True
         )
@@ -97,7 +118,9 @@ class ChaseConfig:
                 raise ConfigurationError.invalid("power_limits_w", self.power_limits_w, "None or a list of limits in W")
             limits = list(self.power_limits_w)
             if not limits:
-                raise ConfigurationError.invalid("power_limits_w", self.power_limits_w, "None or a non-empty list of limits in W")
+                raise ConfigurationError.invalid(
+                    "power_limits_w", self.power_limits_w, "None or a non-empty list of limits in W"
+                )
             for w in limits:
                 _number("power_limits_w", w, "a list of positive limits in W", 0, lo_open=True)
             self.power_limits_w = sorted({int(w) for w in limits})
@@ -111,7 +134,9 @@ class ChaseConfig:
             from chase_integrations.simulation.simulation import Simulation
 
             if not isinstance(self.simulation, Simulation):
-                raise ConfigurationError.invalid("simulation", self.simulation, "None or a chase_integrations.simulation.Simulation")
+                raise ConfigurationError.invalid(
+                    "simulation", self.simulation, "None or a chase_integrations.simulation.Simulation"
+                )
         if self.gpus is not None:
             from zeus.device.gpu.common import GPUs
 
@@ -122,13 +147,19 @@ class ChaseConfig:
             raise ConfigurationError.invalid("strict", self.strict, "True or False")
         self.profile_warmup_steps = _int("profile_warmup_steps", self.profile_warmup_steps, "an integer >= 0", 0)
         self.profile_measure_steps = _int("profile_measure_steps", self.profile_measure_steps, "an integer >= 1", 1)
-        self.profile_min_window_s = _number("profile_min_window_s", self.profile_min_window_s,
-                                            "a number of seconds >= 0", 0)
-        self.fallback_intensity_g_per_kwh = _number(
-            "fallback_intensity_g_per_kwh", self.fallback_intensity_g_per_kwh, "None or a number of gCO2eq/kWh >= 0",
-            0, allow_none=True,
+        self.profile_min_window_s = _number(
+            "profile_min_window_s", self.profile_min_window_s, "a number of seconds >= 0", 0
         )
-        self.max_reading_age_s = _number("max_reading_age_s", self.max_reading_age_s, "a number of seconds > 0", 0, lo_open=True)
+        self.fallback_intensity_g_per_kwh = _number(
+            "fallback_intensity_g_per_kwh",
+            self.fallback_intensity_g_per_kwh,
+            "None or a number of gCO2eq/kWh >= 0",
+            0,
+            allow_none=True,
+        )
+        self.max_reading_age_s = _number(
+            "max_reading_age_s", self.max_reading_age_s, "a number of seconds > 0", 0, lo_open=True
+        )
 
     def to_json(self) -> dict:
         """The JSON-safe, secret-free part of the configuration (for reports and resume checks)."""

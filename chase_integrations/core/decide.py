@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 from chase_integrations.carbon.reading import IntensityReading
 from chase_integrations.core.budget import plan_budget
 from chase_integrations.core.config import ChaseConfig
+from chase_integrations.core.footprint import predict_footprint
 from chase_integrations.core.intensity import IntensitySource, time_weighted_mean
 from chase_integrations.core.ledger import Ledger
-from chase_integrations.core.policies import chase_limit
+from chase_integrations.core.policies import chase_limit, weighted_limit
 from chase_integrations.core.profile import PowerProfile
 from chase_integrations.forecast import make_forecaster
 
@@ -36,6 +37,7 @@ class Decider:
         self._last_update: datetime | None = None
         self._said_rolling = False
         self.last_plan = None
+        self.last_bands: tuple[list[float], list[float]] = ([], [])
 
     # ------------------------------------------------------------------ forecast
     def _feed_forecaster(self, latest: IntensityReading | None) -> None:
@@ -52,20 +54,40 @@ class Decider:
                 self.forecaster.update(latest)
                 self._last_update = latest.time
         except Exception as e:  # forecasting must never stop training
-            logger.warning("Forecaster %s failed (%s: %s); using the last known value.", type(self.forecaster).__name__,
-                           type(e).__name__, e)
+            logger.warning(
+                "Forecaster %s failed (%s: %s); using the last known value.",
+                type(self.forecaster).__name__,
+                type(e).__name__,
+                e,
+            )
 
     def hourly_outlook(self, hours: int) -> list[float]:
-        """Intensity for the current hour and the next ``hours - 1`` hours (gCO2eq/kWh)."""
+        """Intensity for the current hour and the next ``hours - 1`` hours (gCO2eq/kWh).
+
+        Also sets :attr:`last_bands` to the (lower, upper) edges of the forecast's 80 % prediction
+        interval for the same hours: the forecaster's own interval when it has one
+        (``predict_interval``), else the range of the last 24 h of readings.
+        """
         latest = self.intensity.latest()
         self._feed_forecaster(latest)
         current = latest.g_per_kwh if latest is not None else self.intensity.last_known
+        own = self.intensity.provider_forecast(hours)
+        if own and hasattr(self.forecaster, "set_external_forecast"):
+            self.forecaster.set_external_forecast(own)  # blended by the forecaster itself
+            own = []
         predicted: list[float] = []
+        lower: list[float] = []
+        upper: list[float] = []
         try:
-            predicted = [r.g_per_kwh for r in self.forecaster.predict(max(1, hours - 1))]
+            if hasattr(self.forecaster, "predict_interval"):
+                intervals = self.forecaster.predict_interval(max(1, hours - 1), alpha=0.2)
+                predicted = [iv.g_per_kwh for iv in intervals]
+                lower = [iv.lower_g_per_kwh for iv in intervals]
+                upper = [iv.upper_g_per_kwh for iv in intervals]
+            else:
+                predicted = [r.g_per_kwh for r in self.forecaster.predict(max(1, hours - 1))]
         except Exception as e:
             logger.warning("Forecast failed (%s); repeating the last known value.", e)
-        own = self.intensity.provider_forecast(hours)
         if own:
             now_hour = self.clock.now().replace(minute=0, second=0, microsecond=0)
             by_hour = {r.time.replace(minute=0, second=0, microsecond=0): r.g_per_kwh for r in own}
@@ -73,16 +95,28 @@ class Decider:
         if current is None:
             current = predicted[0] if predicted else None
         if current is None:
+            self.last_bands = ([], [])
             return []
-        values = [current, *predicted][:hours]
-        while len(values) < hours:
-            values.append(values[-1])
+        values = _pad([current, *predicted], hours)
+        if len(lower) == len(predicted) and predicted:
+            self.last_bands = (_pad([current, *lower], hours), _pad([current, *upper], hours))
+        else:
+            seen = self.intensity.known_values(24) or [current]
+            self.last_bands = ([min(min(seen), v) for v in values], [max(max(seen), v) for v in values])
         return values
 
     # ------------------------------------------------------------------ decision
-    def decide(self, profile: PowerProfile | None, candidates_w: list[int], current_limit_w: int | None,
-               default_limit_w: int | None, ledger: Ledger, steps_done: int, total_steps: int | None,
-               est_step_s: float | None) -> dict:
+    def decide(
+        self,
+        profile: PowerProfile | None,
+        candidates_w: list[int],
+        current_limit_w: int | None,
+        default_limit_w: int | None,
+        ledger: Ledger,
+        steps_done: int,
+        total_steps: int | None,
+        est_step_s: float | None,
+    ) -> dict:
         """Pick the limit for the interval starting now. Returns the payload to broadcast."""
         cfg = self.config
         now = self.clock.now()
@@ -107,11 +141,17 @@ class Decider:
             limit = None if cfg.policy == "monitor" else current_limit_w
         elif cfg.policy == "chase":
             prof = profile.restricted(candidates_w)
-            seen = self.intensity.known_values(24) + [forecast]
+            seen = [*self.intensity.known_values(24), forecast]
             ci_max = cfg.max_intensity_g_per_kwh or max(seen)
             limit = chase_limit(prof, forecast, cfg.eta, ci_max)
         elif cfg.policy == "budget":
             limit = self._budget(profile.restricted(candidates_w), outlook, now, ledger, remaining_steps)
+
+        prediction = None
+        if usable and remaining_steps is not None and outlook:
+            prediction = self._predict(
+                profile.restricted(candidates_w), outlook, now, ledger, remaining_steps, limit, current_limit_w
+            )
 
         steps_until_next = None
         if cfg.decision_interval_s:
@@ -119,17 +159,72 @@ class Decider:
             if profile is not None and limit is not None and limit in profile:
                 step_s = profile.time_per_step_s(limit)
             steps_until_next = max(1, round(cfg.decision_interval_s / step_s)) if step_s else 5
-        return {"limit_w": limit, "forecast_g_per_kwh": forecast, "steps_until_next": steps_until_next}
+        return {
+            "limit_w": limit,
+            "forecast_g_per_kwh": forecast,
+            "steps_until_next": steps_until_next,
+            "prediction": prediction,
+        }
 
-    def _budget(self, profile: PowerProfile, outlook: list[float], now: datetime, ledger: Ledger,
-                remaining_steps: int | None) -> int:
+    def _predict(
+        self,
+        profile: PowerProfile,
+        outlook: list[float],
+        now: datetime,
+        ledger: Ledger,
+        remaining_steps: int,
+        limit: int | None,
+        current_limit_w: int | None,
+    ) -> dict | None:
+        """Footprint prediction for the whole job (see :mod:`chase_integrations.core.footprint`)."""
+        cfg = self.config
+        if cfg.policy == "budget" and self.last_plan is not None:
+            mu = self.last_plan.mu
+            limit_for = (
+                (lambda ci: weighted_limit(profile, ci, mu))
+                if math.isfinite(mu)
+                else (lambda ci: profile.default_limit_w)
+            )
+        elif cfg.policy == "chase":
+            seen = self.intensity.known_values(24) + list(outlook[:1])
+            ci_max = cfg.max_intensity_g_per_kwh or max(seen)
+            limit_for = lambda ci: chase_limit(profile, ci, cfg.eta, ci_max)  # noqa: E731
+        else:
+            fixed = limit if limit is not None else (current_limit_w or profile.default_limit_w)
+            fixed = min(max(fixed, profile.limits_w[0]), profile.limits_w[-1])
+            limit_for = lambda ci: fixed  # noqa: E731
+        lower, upper = self.last_bands
+        first_hour_s = 3600.0 - (now.minute * 60 + now.second + now.microsecond / 1e6)
+        try:
+            return predict_footprint(
+                profile,
+                outlook,
+                lower,
+                upper,
+                limit_for,
+                remaining_steps,
+                ledger.carbon_g,
+                ledger.baseline_carbon_g,
+                first_hour_s,
+                cfg.pue,
+            ).to_dict()
+        except Exception as e:  # a prediction must never stop training
+            logger.debug("Footprint prediction failed: %s", e)
+            return None
+
+    def _budget(
+        self, profile: PowerProfile, outlook: list[float], now: datetime, ledger: Ledger, remaining_steps: int | None
+    ) -> int:
         s = self.config.max_slowdown
         t_default = profile.time_per_step_s(profile.default_limit_w)
         if remaining_steps is None:
             remaining_steps = int(_ROLLING_HORIZON_H * 3600 / t_default)
             if not self._said_rolling:
-                logger.info("chase: the job's length is unknown (no max_epochs/max_steps); the budget policy plans "
-                            "over a rolling %d-hour horizon.", _ROLLING_HORIZON_H)
+                logger.info(
+                    "chase: the job's length is unknown (no max_epochs/max_steps); the budget policy plans "
+                    "over a rolling %d-hour horizon.",
+                    _ROLLING_HORIZON_H,
+                )
                 self._said_rolling = True
         allowed_s = (1.0 + s) * (ledger.baseline_time_s + remaining_steps * t_default)
         remaining_time_s = allowed_s - ledger.time_s
@@ -149,3 +244,10 @@ class Decider:
     def _epoch_estimate_s(ledger: Ledger) -> float | None:
         train = [i for i in ledger.intervals if i.phase == "train" and i.duration_s > 0]
         return train[-1].duration_s if train else None
+
+
+def _pad(values: list[float], n: int) -> list[float]:
+    values = list(values[:n])
+    while values and len(values) < n:
+        values.append(values[-1])
+    return values

@@ -60,6 +60,9 @@ class Interval:
     phase: str = "train"
     intensity_source: str = "provider"
     pue: float = 1.0
+    cpu_energy_j: float | None = None
+    dram_energy_j: float | None = None
+    cpu_dram_carbon_g: float = 0.0
 
     @classmethod
     def account(
@@ -78,6 +81,8 @@ class Interval:
         time_ratio_to_default: float = 1.0,
         phase: str = "train",
         intensity_source: str = "provider",
+        cpu_energy_j: float | None = None,
+        dram_energy_j: float | None = None,
     ) -> Interval:
         """Build an interval and do its arithmetic (the only place carbon is computed for the ledger).
 
@@ -102,6 +107,9 @@ class Interval:
             phase=phase,
             intensity_source=intensity_source,
             pue=float(pue),
+            cpu_energy_j=None if cpu_energy_j is None else float(cpu_energy_j),
+            dram_energy_j=None if dram_energy_j is None else float(dram_energy_j),
+            cpu_dram_carbon_g=carbon_g((cpu_energy_j or 0.0) + (dram_energy_j or 0.0), intensity_g_per_kwh, pue),
         )
 
     def to_dict(self) -> dict:
@@ -162,6 +170,23 @@ class Ledger:
     def baseline_time_s(self) -> float:
         """Time of the same work at the default limit, s."""
         return sum(i.baseline_time_s for i in self.intervals)
+
+    @property
+    def cpu_energy_j(self) -> float | None:
+        """CPU package energy (RAPL), J, or ``None`` when never measured."""
+        values = [i.cpu_energy_j for i in self.intervals if i.cpu_energy_j is not None]
+        return sum(values) if values else None
+
+    @property
+    def dram_energy_j(self) -> float | None:
+        """DRAM energy (RAPL), J, or ``None`` when never measured."""
+        values = [i.dram_energy_j for i in self.intervals if i.dram_energy_j is not None]
+        return sum(values) if values else None
+
+    @property
+    def cpu_dram_carbon_g(self) -> float:
+        """Emissions of the measured CPU and DRAM energy, gCO2eq (0 when not measured)."""
+        return sum(i.cpu_dram_carbon_g for i in self.intervals)
 
     @property
     def carbon_saved_g(self) -> float:

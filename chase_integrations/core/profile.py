@@ -125,7 +125,11 @@ class PowerProfile:
         return {
             "format_version": PROFILE_FORMAT_VERSION,
             "limits": [
-                {"power_limit_w": m.power_limit_w, "time_per_step_s": m.time_per_step_s, "energy_per_step_j": m.energy_per_step_j}
+                {
+                    "power_limit_w": m.power_limit_w,
+                    "time_per_step_s": m.time_per_step_s,
+                    "energy_per_step_j": m.energy_per_step_j,
+                }
                 for m in self._table.values()
             ],
         }
@@ -135,7 +139,9 @@ class PowerProfile:
         """Inverse of :meth:`to_dict`."""
         try:
             rows = data["limits"]
-            return cls({int(r["power_limit_w"]): (float(r["time_per_step_s"]), float(r["energy_per_step_j"])) for r in rows})
+            return cls(
+                {int(r["power_limit_w"]): (float(r["time_per_step_s"]), float(r["energy_per_step_j"])) for r in rows}
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigurationError(f"Not a chase-integrations power profile: {e!r}.") from e
 
@@ -158,7 +164,9 @@ class PowerProfile:
         return cls.from_dict(data)
 
     def __repr__(self) -> str:
-        rows = ", ".join(f"{m.power_limit_w} W: {m.time_per_step_s:.4g} s/{m.energy_per_step_j:.4g} J" for m in self._table.values())
+        rows = ", ".join(
+            f"{m.power_limit_w} W: {m.time_per_step_s:.4g} s/{m.energy_per_step_j:.4g} J" for m in self._table.values()
+        )
         return f"PowerProfile({rows})"
 
     def __eq__(self, other: object) -> bool:

@@ -24,7 +24,8 @@ def build_report(session: ChaseSession) -> dict:
     for iv in ledger.intervals:
         row = {k: getattr(iv, k) for k in _INTERVAL_KEYS}
         row.update(steps=iv.steps, duration_s=iv.duration_s, phase=iv.phase, intensity_source=iv.intensity_source,
-                   baseline_carbon_g=iv.baseline_carbon_g, baseline_energy_j=iv.baseline_energy_j)
+                   baseline_carbon_g=iv.baseline_carbon_g, baseline_energy_j=iv.baseline_energy_j,
+                   cpu_energy_j=iv.cpu_energy_j, dram_energy_j=iv.dram_energy_j)
         intervals.append(row)
     used = sorted({iv.power_limit_w for iv in ledger.intervals})
     return {
@@ -53,6 +54,13 @@ def build_report(session: ChaseSession) -> dict:
         "warnings": sorted(session.warner.keys),
         "package_version": __version__,
         "report_version": REPORT_VERSION,
+        "gpu_energy_j": ledger.energy_j,
+        "cpu_energy_j": ledger.cpu_energy_j if ledger.cpu_energy_j is not None else "not measured",
+        "dram_energy_j": ledger.dram_energy_j if ledger.dram_energy_j is not None else "not measured",
+        "total_energy_j": ledger.energy_j + (ledger.cpu_energy_j or 0.0) + (ledger.dram_energy_j or 0.0),
+        "total_carbon_g": ledger.carbon_g + ledger.cpu_dram_carbon_g,
+        "predicted_total_carbon_g": session.prediction["total_carbon_g"] if session.prediction else None,
+        "prediction": session.prediction,
         "intervals": intervals,
     }
 

@@ -29,6 +29,7 @@ from chase_integrations.errors import ConfigurationError, PowerControlError, Pow
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+_MODES = ("disabled", "monitor", "advisory", "active")  # a job runs the flow of its most capable rank
 _PROBE_STEPS = 5  # steps to measure the step rate before the first timed decision
 
 
@@ -82,6 +83,7 @@ class ChaseSession:
         self.notes: list[str] = []
         self.last_metrics: dict[str, float] = {}
         self._fresh_metrics: dict[str, float] | None = None
+        self.prediction: dict | None = None
 
     # ================================================================ lifecycle
     @property
@@ -101,20 +103,50 @@ class ChaseSession:
             self.intensity = IntensitySource(cfg.provider, self.clock, cfg.max_reading_age_s,
                                              cfg.fallback_intensity_g_per_kwh, cfg.strict, self.warner)
             self.decider = Decider(cfg, self.intensity, self.clock)
+        error: Exception | None = None
+        try:
+            self._setup_gpus(ctx)
+        except Exception as e:  # raised by _agree_at_start on every rank: a lone raise would hang the others
+            error = e
+        job_mode = self._agree_at_start(error)
+        self._restore_from_state()
+        if job_mode == "disabled":
+            self._open_interval(self.clock.now(), None)
+            return
+        self._load_profile()
+        self._share_rank0_profile()
+        hi = self.default_limit_w
+        if self.controller is not None:
+            self.current_limit_w = next(iter(self.original_limits_w.values()), hi)
+        self._open_interval(self.clock.now(), None)
+        if job_mode == "active" and cfg.policy == "static" and self.profile is None:
+            self._start_profiling([hi, cfg.static_power_limit_w] if cfg.static_power_limit_w != hi else [hi])
+        elif job_mode == "active" and self.profile is None:
+            self._start_profiling(self.candidates_w)
+        elif job_mode in ("active", "advisory") and self.profile is not None:
+            self._decide(reason="start")
+        if job_mode in ("monitor", "advisory") and cfg.decision_interval_s and self._next_decision_step is None:
+            self._next_decision_step = self.steps + _PROBE_STEPS
+
+    def _setup_gpus(self, ctx: RunContext) -> None:
+        """This rank alone: its GPUs' controller and meter, original limits, candidates, mode, permission."""
+        cfg = self.config
         gpus = self._resolve_gpus() if ctx.gpu_indices else None
         if gpus is None:
             if not ctx.gpu_indices:
                 self.warner.warn("no-gpu-owned", "This process trains on no GPU; chase-integrations records carbon "
                                  "intensity only and changes no power limit.")
             self.mode = "disabled"
-            self._restore_from_state()
-            self._open_interval(self.clock.now(), None)
             return
         from chase_integrations.power.limits import PowerLimitController
         from chase_integrations.power.meter import EnergyMeter
 
         self.controller = PowerLimitController(gpus, ctx.gpu_indices)
-        self.meter = EnergyMeter(gpus, ctx.gpu_indices, sync_execution=self.sim is None and cfg.gpus is None)
+        if self.sim is not None:
+            cpus = getattr(self.sim, "cpus", None)  # simulated runs never read the real machine's RAPL
+        else:
+            cpus = "auto" if ctx.local_rank == 0 else None  # one process per node reads RAPL
+        self.meter = EnergyMeter(gpus, ctx.gpu_indices, sync_execution=self.sim is None and cfg.gpus is None, cpus=cpus)
         self.original_limits_w = self.controller.remember_originals()
         lo, hi = self.controller.constraints_w()
         self.default_limit_w = hi
@@ -122,18 +154,64 @@ class ChaseSession:
         self.mode = "monitor" if cfg.policy == "monitor" else "active"
         if self.mode == "active":
             self._check_permission()
-        self._restore_from_state()
-        self._load_profile()
-        self.current_limit_w = next(iter(self.original_limits_w.values()), hi)
-        self._open_interval(self.clock.now(), None)
-        if self.mode == "active" and cfg.policy == "static" and self.profile is None:
-            self._start_profiling([hi, cfg.static_power_limit_w] if cfg.static_power_limit_w != hi else [hi])
-        elif self.mode == "active" and self.profile is None:
-            self._start_profiling(self.candidates_w)
-        elif self.mode in ("active", "advisory") and self.profile is not None:
-            self._decide(reason="start")
-        if self.mode in ("monitor", "advisory") and cfg.decision_interval_s and self._next_decision_step is None:
-            self._next_decision_step = self.steps + _PROBE_STEPS
+
+    def _agree_at_start(self, error: Exception | None) -> str:
+        """Every rank, once, at train start; returns the job-wide mode.
+
+        A failure on any rank (``strict`` without permission, a bad ``power_limits_w``) raises on every
+        rank, so none waits forever in a later collective. A rank that cannot set limits runs in advisory
+        mode alone but profiles and decides in lockstep with the others: the job follows its most capable
+        rank (``active`` when any rank can set limits). With several ranks, candidates come from the
+        limits that every rank's GPUs allow, so all GPUs can run the same limit.
+        """
+        c = self._collective
+        failed, permission = c.sum_max(float(error is not None), float(isinstance(error, PermissionError)))
+        try:
+            if error is not None:
+                raise error
+            if failed:
+                kind = PowerPermissionError if permission else PowerControlError
+                raise kind(f"{int(failed)} of {c.world_size} ranks could not set up GPU power control at train "
+                           f"start (see their errors); stopping rank {self.rank} too, so that no rank waits for "
+                           "the others.")
+            n_advisory, top = c.sum_max(float(self.mode == "advisory"), float(_MODES.index(self.mode)))
+            if c.world_size > 1:
+                own = self.controller.constraints_w() if self.controller is not None else (-math.inf, math.inf)
+                _, lo = c.sum_max(0.0, float(own[0]))
+                _, neg_hi = c.sum_max(0.0, -float(own[1]))
+                if math.isfinite(lo) and (lo, -neg_hi) != own:
+                    if lo > -neg_hi:
+                        raise ConfigurationError(f"The ranks' GPUs allow no common power limit ([{lo:.0f}, "
+                                                 f"{-neg_hi:.0f}] W); every GPU of a job must run the same limit.")
+                    self.default_limit_w = int(-neg_hi)
+                    self.candidates_w = self._candidates(int(lo), int(-neg_hi))
+        except Exception:
+            if self.controller is not None:
+                self.controller.restore()
+            raise
+        if self.rank == 0 and 0 < n_advisory < c.world_size:
+            self.notes.append(f"{int(n_advisory)} of {c.world_size} ranks could not set power limits and ran in "
+                              "advisory mode; the other ranks set them.")
+        return _MODES[int(top)]
+
+    def _share_rank0_profile(self) -> None:
+        """Several ranks: all take rank 0's profile, profiling progress and candidates.
+
+        A saved profile or a checkpoint may exist on rank 0's disk only; sharing them keeps every rank on
+        the same plan (and so on the same collectives).
+        """
+        if self._collective.world_size == 1:
+            return
+        mine = None
+        if self.rank == 0:
+            mine = {"profile": self.profile.to_dict() if self.profile is not None else None,
+                    "plan": self.plan.to_dict() if self.plan is not None else None,
+                    "candidates_w": list(self.candidates_w)}
+        shared = self._collective.broadcast(mine)
+        if self.rank != 0:
+            self.profile = PowerProfile.from_dict(shared["profile"]) if shared["profile"] else None
+            self.plan = ProfilingPlan.from_dict(shared["plan"]) if shared["plan"] else None
+            self.candidates_w = list(shared["candidates_w"])
 
     def step_end(self) -> dict[str, float] | None:
         """One optimizer step finished. Cheap unless a decision or profiling event is due.
@@ -158,13 +236,21 @@ class ChaseSession:
         if not self.started or self.ended:
             return None
         if self.plan is not None and not self.plan.done:
-            if self.plan.phase == "measure" and self.meter is not None:
+            if self.plan.phase == "measure":
                 energy, elapsed = self._end_measure()
                 self.plan.add_partial(elapsed, energy)
             self.plan.interrupt()
             self._restart_profile_phase()
         else:
             self._decide(reason="epoch")
+            if self.rank == 0 and self.prediction is not None:
+                p = self.prediction
+                logger.info(
+                    "chase: predicted total %.1f gCO2eq (80 %% range %.1f-%.1f) vs %.1f at the default limit "
+                    "(expected saving %.1f g); %.1f g emitted so far.",
+                    p["total_carbon_g"], p["lower_carbon_g"], p["upper_carbon_g"], p["default_total_carbon_g"],
+                    p["expected_saving_g"], p["measured_carbon_g"],
+                )
         return self.pop_metrics()
 
     def end(self, status: str = "finished") -> dict:
@@ -215,19 +301,18 @@ class ChaseSession:
             self._begin_measure()
 
     def _begin_measure(self) -> None:
-        assert self.meter is not None
-        self.meter.begin("profile")
+        if self.meter is not None:
+            self.meter.begin("profile")
         self._measure_t0 = self.clock.monotonic()
 
     def _end_measure(self) -> tuple[float, float]:
         """Close the profiling window: (energy summed over ranks, time max over ranks)."""
-        assert self.meter is not None
-        energy = self.meter.end("profile").energy_j
+        energy = self.meter.end("profile").energy_j if self.meter is not None else 0.0
         elapsed = self.clock.monotonic() - self._measure_t0
         return self._collective.sum_max(energy, elapsed)
 
     def _profiling_step(self) -> dict[str, float] | None:
-        assert self.plan is not None and self.meter is not None
+        assert self.plan is not None
         event = self.plan.on_step()
         if event == "begin_measure":
             self._begin_measure()
@@ -302,6 +387,10 @@ class ChaseSession:
                 total_steps=self.total_steps, est_step_s=est_step_s,
             )
         payload = self._collective.broadcast(payload)
+        if payload.get("prediction"):
+            self.prediction = payload["prediction"]
+            if self._fresh_metrics is not None:
+                self._fresh_metrics["chase/predicted_total_carbon_g"] = float(self.prediction["total_carbon_g"])
         limit = payload["limit_w"]
         self._next_decision_step = (self.steps + payload["steps_until_next"]) if payload.get("steps_until_next") else None
         if limit is not None and limit != self.current_limit_w:
@@ -360,15 +449,26 @@ class ChaseSession:
             self.mode = "advisory"
             self.warner.warn(
                 "advisory",
-                f"No permission to set GPU power limits ({e}). Running in advisory mode: measuring and logging the "
-                "limit it would set, changing nothing. Pass strict=True to make this an error.",
+                f"No permission to set GPU power limits{self._where()} ({e}). Running in advisory mode: measuring and "
+                f"logging the limit it would set, changing nothing{self._others()}. Pass strict=True to make this an "
+                "error.",
             )
         except PowerControlError as e:
             if self.config.strict:
                 self.controller.restore()
                 raise
             self.mode = "advisory"
-            self.warner.warn("advisory", f"GPU power limits cannot be set ({e}); running in advisory mode.")
+            self.warner.warn("advisory", f"GPU power limits cannot be set{self._where()} ({e}); running in advisory "
+                             f"mode{self._others()}.")
+
+    def _where(self) -> str:
+        """`` on rank R (GPU [i])`` when the job has several ranks, else nothing (for messages)."""
+        if self._collective.world_size == 1 or self.controller is None:
+            return ""
+        return f" on rank {self.rank} (GPU {self.controller.gpu_indices})"
+
+    def _others(self) -> str:
+        return " on this rank; the other ranks still set theirs" if self._collective.world_size > 1 else ""
 
     # ================================================================ accounting
     def _open_interval(self, now: datetime, forecast: float | None, phase: str = "train") -> None:
@@ -386,9 +486,17 @@ class ChaseSession:
         if iv is None:
             return {}
         self._interval = None
-        energy = self.meter.end("interval").energy_j if self.meter is not None else 0.0
+        reading = self.meter.end("interval") if self.meter is not None else None
+        energy = reading.energy_j if reading is not None else 0.0
         duration = self.clock.monotonic() - iv["t0"]
         energy_sum, duration_max = self._collective.sum_max(energy, duration)
+        cpu = reading.cpu_energy_j if reading is not None else None
+        dram = reading.dram_energy_j if reading is not None else None
+        # CPU/DRAM (RAPL) is measured by one process per node; every rank joins the same reductions.
+        cpu_sum, cpu_measured = self._collective.sum_max(cpu or 0.0, 1.0 if cpu is not None else 0.0)
+        dram_sum, dram_measured = self._collective.sum_max(dram or 0.0, 1.0 if dram is not None else 0.0)
+        iv["cpu_energy_j"] = cpu_sum if cpu_measured else None
+        iv["dram_energy_j"] = dram_sum if dram_measured else None
         measured = None
         if self.rank == 0:
             assert self.intensity is not None
@@ -428,7 +536,7 @@ class ChaseSession:
             iv["start"].isoformat(), now.isoformat(), limit, intensity, iv["forecast"],
             energy_j=energy_j, steps=iv["steps"], duration_s=duration_s, pue=self.config.pue,
             energy_ratio_to_default=e_ratio, time_ratio_to_default=t_ratio, phase=iv["phase"],
-            intensity_source=source,
+            intensity_source=source, cpu_energy_j=iv.get("cpu_energy_j"), dram_energy_j=iv.get("dram_energy_j"),
         )
         self.ledger.add(interval)
         metrics = self._fresh_metrics = {
@@ -516,8 +624,9 @@ class ChaseSession:
         state, self._restored_state = self._restored_state, None
         if not state:
             return
-        from chase_integrations.carbon.reading import IntensityReading
         from collections import Counter
+
+        from chase_integrations.carbon.reading import IntensityReading
 
         self.ledger = Ledger.from_list(state.get("intervals", []))
         if state.get("profile"):

@@ -27,10 +27,19 @@ _ids = itertools.count()
 
 @dataclass(frozen=True)
 class EnergyReading:
-    """Energy of one window: total over the owned GPUs, in J."""
+    """Energy of one window, in J.
+
+    Attributes:
+        energy_j: Total over the owned GPUs.
+        suspicious: A GPU read zero or its counter went backwards.
+        cpu_energy_j / dram_energy_j: CPU package and DRAM energy from RAPL, or ``None`` when not
+            measured (no RAPL, no permission, or not this process's job to measure it).
+    """
 
     energy_j: float
     suspicious: bool = False
+    cpu_energy_j: float | None = None
+    dram_energy_j: float | None = None
 
 
 class EnergyMeter:
@@ -42,10 +51,12 @@ class EnergyMeter:
         sync_execution: Whether to synchronise CUDA at window boundaries (real GPUs only).
     """
 
-    def __init__(self, gpus, gpu_indices: Sequence[int], sync_execution: bool = False) -> None:
+    def __init__(self, gpus, gpu_indices: Sequence[int], sync_execution: bool = False, cpus=None) -> None:
         self.gpus = gpus
         self.gpu_indices = list(gpu_indices)
         self.sync_execution = sync_execution
+        #: ``None``: no CPU/DRAM measurement; ``"auto"``: RAPL through Zeus when readable; or a Zeus ``CPUs``.
+        self.cpus = cpus
         self._monitor = None
         self._prefix = f"chase{next(_ids)}"
         self.anomalies: list[str] = []
@@ -55,14 +66,23 @@ class EnergyMeter:
             import zeus.device.gpu as zeus_gpu
             from zeus.monitor import ZeusMonitor
 
-            previous = zeus_gpu._gpus
+            import zeus.device.cpu as zeus_cpu
+
+            previous, previous_cpus = zeus_gpu._gpus, zeus_cpu._cpus
             zeus_gpu._gpus = self.gpus
+            if self.cpus not in (None, "auto"):
+                zeus_cpu._cpus = self.cpus
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    self._monitor = ZeusMonitor(gpu_indices=self.gpu_indices, cpu_indices=[])
+                    cpu_indices = [] if self.cpus is None else None
+                    try:
+                        self._monitor = ZeusMonitor(gpu_indices=self.gpu_indices, cpu_indices=cpu_indices)
+                    except Exception as e:  # RAPL present but unreadable, or similar: GPUs only
+                        logger.info("CPU/DRAM energy not measured (%s: %s).", type(e).__name__, e)
+                        self._monitor = ZeusMonitor(gpu_indices=self.gpu_indices, cpu_indices=[])
             finally:
-                zeus_gpu._gpus = previous
+                zeus_gpu._gpus, zeus_cpu._cpus = previous, previous_cpus
             self._monitor.gpus = self.gpus
         return self._monitor
 
@@ -87,7 +107,15 @@ class EnergyMeter:
             suspicious = True
         if any(v == 0.0 for v in values):
             suspicious = True
-        return EnergyReading(float(sum(values)), suspicious)
+        cpu = float(sum(m.cpu_energy.values())) if m.cpu_energy else None
+        dram = float(sum(m.dram_energy.values())) if m.dram_energy else None
+        return EnergyReading(float(sum(values)), suspicious, cpu, dram)
+
+    @property
+    def measures_cpu(self) -> bool:
+        """Whether CPU package energy is being measured (RAPL readable)."""
+        monitor = self._get_monitor()
+        return bool(getattr(monitor, "cpu_indices", []))
 
     def cancel(self, name: str) -> None:
         """Discard window ``name`` if open."""

@@ -31,6 +31,8 @@ class Simulation:
         allow_set_power_limit: ``False`` simulates a process without permission to set limits.
         trace_value_column / trace_time_column: Passed to :class:`TraceProvider`.
         optimizer: Only when the profile has several optimizers for the workload.
+        cpus: A Zeus ``CPUs`` object whose RAPL-like counters are read alongside the GPUs (tests);
+            ``None`` (default) measures no CPU/DRAM energy, never the real machine's.
 
     Example:
         >>> sim = Simulation(gpu_profile=PROFILE_CSV, workload="imagenet/resnet50", batch_size=256,
@@ -52,6 +54,7 @@ class Simulation:
         trace_value_column: str | None = None,
         trace_time_column: str | None = None,
         optimizer: str | None = None,
+        cpus=None,
     ) -> None:
         if isinstance(gpu_profile, EpochProfile):
             self.epoch_profile = gpu_profile
@@ -95,6 +98,8 @@ class Simulation:
             else None
         )
         self.steps = 0
+        #: A Zeus ``CPUs`` (e.g. fake RAPL in tests) measured alongside the GPUs; ``None``: not measured.
+        self.cpus = cpus
 
     def step(self, gpu_indices: list[int] | None = None) -> float:
         """Simulate one training step on ``gpu_indices`` (default: all); return its seconds.
