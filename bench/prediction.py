@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chase_integrations._data import data_dir  # noqa: E402
-from chase_integrations.core.collective import LocalCollective  # noqa: E402
-from chase_integrations.core.config import ChaseConfig  # noqa: E402
-from chase_integrations.core.session import ChaseSession, RunContext  # noqa: E402
-from chase_integrations.simulation import Simulation  # noqa: E402
-from chase_integrations.simulation.simulate import _synchronous  # noqa: E402
+from chase_integrations._data import data_dir
+from chase_integrations.core.collective import LocalCollective
+from chase_integrations.core.config import ChaseConfig
+from chase_integrations.core.session import ChaseSession, RunContext
+from chase_integrations.simulation import Simulation
+from chase_integrations.simulation.simulate import _synchronous
 
 GRIDS = ["DE-LU", "GB", "US-CAL-CISO", "US-TEX-ERCO", "ES"]
 STEP_S = 120.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from zeus.device.cpu.common import CPU, CPUs, CpuDramMeasurement
+from zeus.device.cpu.common import CPU, CpuDramMeasurement, CPUs
 
 from chase_integrations.core.collective import LocalCollective
 from chase_integrations.core.config import ChaseConfig

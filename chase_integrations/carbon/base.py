@@ -49,9 +49,7 @@ class CarbonIntensityProvider(abc.ABC):
         """Release network resources, if any."""
 
 
-def readings_between(
-    readings: list[IntensityReading], start: datetime, end: datetime
-) -> list[IntensityReading]:
+def readings_between(readings: list[IntensityReading], start: datetime, end: datetime) -> list[IntensityReading]:
     """Return the readings whose period overlaps ``[start, end)``, assuming each lasts until the next."""
     ordered = sorted(readings, key=lambda r: r.time)
     out = []

@@ -40,7 +40,7 @@ class _ReplayClock:
 
 
 class TraceProvider(CarbonIntensityProvider):
-    """Replays an hourly (or any-step) CSV trace on a clock.
+    r"""Replays an hourly (or any-step) CSV trace on a clock.
 
     Each row holds from its timestamp until the next row's. ``latest()`` is the row in force at the
     clock's ``now()``; ``history()`` only returns rows up to now, and ``forecast()`` is always empty:
@@ -96,6 +96,14 @@ class TraceProvider(CarbonIntensityProvider):
             self.resolution_s = float(np.median(np.diff(times)))
         self.name = f"trace:{self.path.name}"
         self._clock = clock if clock is not None else _ReplayClock(self.start)
+
+    def with_clock(self, clock: Clock) -> TraceProvider:
+        """A provider over the same parsed trace on another clock (no re-parsing)."""
+        import copy
+
+        other = copy.copy(self)
+        other._clock = clock
+        return other
 
     # --- inspection -------------------------------------------------------------------------
     @property
@@ -247,9 +255,7 @@ def _clean(frame, time_column: str, value_column: str, path: Path) -> tuple[np.n
     if dropped:
         logger.info("%s: dropped %d rows with a blank or unparsable time or value.", path.name, dropped)
     if data.empty:
-        raise ConfigurationError(
-            f"{path.name} has no usable rows in columns {time_column!r} and {value_column!r}."
-        )
+        raise ConfigurationError(f"{path.name} has no usable rows in columns {time_column!r} and {value_column!r}.")
     if (data["v"] < 0).any():
         bad = data.loc[data["v"] < 0].iloc[0]
         raise ConfigurationError(

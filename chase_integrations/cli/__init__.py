@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``chase`` script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     from chase_integrations.errors import ChaseError
 
     try:

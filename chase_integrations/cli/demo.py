@@ -16,9 +16,12 @@ DEFAULT_PROFILE = ("gpu", "nsdi23_trace", "summary_power_a40.csv")
 
 def add_parser(sub) -> None:
     """Register ``chase demo``."""
-    p = sub.add_parser("demo", help="simulated training run over a carbon trace; prints the report",
-                       description="Train a tiny CPU model standing in for ResNet-50 on an A40, over a carbon trace, "
-                                   "with ChaseCallback on a simulated GPU, and print what it did.")
+    p = sub.add_parser(
+        "demo",
+        help="simulated training run over a carbon trace; prints the report",
+        description="Train a tiny CPU model standing in for ResNet-50 on an A40, over a carbon trace, "
+        "with ChaseCallback on a simulated GPU, and print what it did.",
+    )
     p.add_argument("--framework", choices=["lightning", "hf"], default="lightning")
     p.add_argument("--trace", help="carbon-intensity CSV (default: DE-LU from CHASE_DATA_DIR, else built in code)")
     p.add_argument("--value-column", help="intensity column of --trace")
@@ -39,8 +42,9 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def resolve_inputs(trace: str | None, value_column: str | None, gpu_profile: str | None, workdir: Path,
-                   start: str) -> tuple[str, str | None, str, list[str]]:
+def resolve_inputs(
+    trace: str | None, value_column: str | None, gpu_profile: str | None, workdir: Path, start: str
+) -> tuple[str, str | None, str, list[str]]:
     """Pick the trace and GPU profile: the user's, then the shared data folder's, then built in code."""
     from chase_integrations.simulation.synthetic import (
         SYNTHETIC_PROFILE_DESCRIPTION,
@@ -79,14 +83,31 @@ def run(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="chase-demo-") as tmp:
         workdir = Path(tmp)
-        trace, column, profile, notes = resolve_inputs(args.trace, args.value_column, args.gpu_profile, workdir,
-                                                       args.start)
-        sim = Simulation(gpu_profile=profile, workload=args.workload, batch_size=args.batch_size, trace=trace,
-                         trace_value_column=column, start=args.start, steps_per_epoch=args.steps_per_epoch)
-        kwargs = dict(provider=sim.provider, simulation=sim, policy=args.policy, max_slowdown=args.max_slowdown,
-                      eta=args.eta, static_power_limit_w=args.static_power_limit_w, forecaster=args.forecaster,
-                      decision_interval_s=args.decision_interval_s, report_path=args.report,
-                      profile_warmup_steps=1, profile_measure_steps=3)
+        trace, column, profile, notes = resolve_inputs(
+            args.trace, args.value_column, args.gpu_profile, workdir, args.start
+        )
+        sim = Simulation(
+            gpu_profile=profile,
+            workload=args.workload,
+            batch_size=args.batch_size,
+            trace=trace,
+            trace_value_column=column,
+            start=args.start,
+            steps_per_epoch=args.steps_per_epoch,
+        )
+        kwargs = dict(
+            provider=sim.provider,
+            simulation=sim,
+            policy=args.policy,
+            max_slowdown=args.max_slowdown,
+            eta=args.eta,
+            static_power_limit_w=args.static_power_limit_w,
+            forecaster=args.forecaster,
+            decision_interval_s=args.decision_interval_s,
+            report_path=args.report,
+            profile_warmup_steps=1,
+            profile_measure_steps=3,
+        )
         if args.framework == "hf":
             from chase_integrations.huggingface.demo import run_hf_demo
 
@@ -126,11 +147,21 @@ def _run_lightning(sim, kwargs: dict, epochs: int, steps_per_epoch: int, workdir
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
     g = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(steps_per_epoch * 4, 8, generator=g), torch.randn(steps_per_epoch * 4, 1, generator=g))
+    data = TensorDataset(
+        torch.randn(steps_per_epoch * 4, 8, generator=g), torch.randn(steps_per_epoch * 4, 1, generator=g)
+    )
     callback = ChaseCallback(**kwargs)
-    trainer = L.Trainer(max_epochs=epochs, callbacks=[callback], logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
-                        default_root_dir=str(workdir))
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=str(workdir),
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="lightning")
         trainer.fit(Tiny(), DataLoader(data, batch_size=4))

@@ -5,6 +5,7 @@ The result is a small picklable dict that the adapter broadcasts to every rank.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from datetime import datetime, timedelta
@@ -17,11 +18,15 @@ from chase_integrations.core.intensity import IntensitySource, time_weighted_mea
 from chase_integrations.core.ledger import Ledger
 from chase_integrations.core.policies import chase_limit, weighted_limit
 from chase_integrations.core.profile import PowerProfile
+from chase_integrations.errors import ConfigurationError
 from chase_integrations.forecast import make_forecaster
 
 logger = logging.getLogger(__name__)
 
 _ROLLING_HORIZON_H = 24
+#: History asked of the provider for the first fit (providers return what they have: 24 h on the
+#: Electricity Maps free tier, up to 14 days from a trace). ARIMA needs 48 h; until then it falls back.
+_FIT_HISTORY_H = 24 * 14
 _MAX_FORECAST_H = 48
 
 
@@ -43,7 +48,7 @@ class Decider:
     def _feed_forecaster(self, latest: IntensityReading | None) -> None:
         try:
             if not self._fitted:
-                history = self.intensity.history(24)
+                history = self.intensity.history(_FIT_HISTORY_H)
                 if latest is not None and all(r.time != latest.time for r in history):
                     history.append(latest)
                 if history:
@@ -156,9 +161,10 @@ class Decider:
         steps_until_next = None
         if cfg.decision_interval_s:
             step_s = est_step_s
-            if profile is not None and limit is not None and limit in profile:
-                step_s = profile.time_per_step_s(limit)
-            steps_until_next = max(1, round(cfg.decision_interval_s / step_s)) if step_s else 5
+            if profile is not None and limit is not None:
+                with contextlib.suppress(ConfigurationError):
+                    step_s = profile.time_per_step_s(limit)
+            steps_until_next = _steps_to_next_boundary(now, cfg.decision_interval_s, step_s)
         return {
             "limit_w": limit,
             "forecast_g_per_kwh": forecast,
@@ -251,3 +257,18 @@ def _pad(values: list[float], n: int) -> list[float]:
     while values and len(values) < n:
         values.append(values[-1])
     return values
+
+
+def _steps_to_next_boundary(now: datetime, interval_s: float, step_s: float | None) -> int:
+    """Steps until the next multiple of ``interval_s`` on the UTC clock.
+
+    Hourly decisions land on the hour, where hourly carbon data changes; a boundary closer than a tenth
+    of an interval is skipped.
+    """
+    if not step_s or step_s <= 0:
+        return 5
+    now_s = now.timestamp()
+    boundary = (math.floor(now_s / interval_s) + 1) * interval_s
+    if boundary - now_s < 0.1 * interval_s:
+        boundary += interval_s
+    return max(1, round((boundary - now_s) / step_s))

@@ -51,8 +51,15 @@ def time_weighted_mean(readings: list[IntensityReading], start: datetime, end: d
 class IntensitySource:
     """Rank 0's view of the grid: reads the provider, remembers readings, falls back when it must."""
 
-    def __init__(self, provider: CarbonIntensityProvider, clock, max_reading_age_s: float,
-                 fallback_g_per_kwh: float | None, strict: bool, warner: OnceWarner) -> None:
+    def __init__(
+        self,
+        provider: CarbonIntensityProvider,
+        clock,
+        max_reading_age_s: float,
+        fallback_g_per_kwh: float | None,
+        strict: bool,
+        warner: OnceWarner,
+    ) -> None:
         self.provider = provider
         self.clock = clock
         self.max_reading_age_s = max_reading_age_s

@@ -44,9 +44,7 @@ def chase_cost(
     return eta * intensity_g_per_kwh * e + (1.0 - eta) * p_max * max_intensity_g_per_kwh * t
 
 
-def chase_limit(
-    profile: PowerProfile, intensity_g_per_kwh: float, eta: float, max_intensity_g_per_kwh: float
-) -> int:
+def chase_limit(profile: PowerProfile, intensity_g_per_kwh: float, eta: float, max_intensity_g_per_kwh: float) -> int:
     """The limit the Chase rule picks for the given intensity."""
     return _argmin(profile, lambda p: chase_cost(profile, p, intensity_g_per_kwh, eta, max_intensity_g_per_kwh))
 

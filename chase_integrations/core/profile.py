@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Mapping
@@ -68,6 +69,7 @@ class PowerProfile:
             table[int(limit)] = LimitMeasurement(int(limit), m.time_per_step_s, m.energy_per_step_j)
         self._table = dict(sorted(table.items()))
         self.limits_w: list[int] = list(self._table)
+        self._memo: dict[tuple[float, str], float] = {}
 
     # --- queries -------------------------------------------------------------------------------
     @property
@@ -105,15 +107,21 @@ class PowerProfile:
         return self.time_per_step_s(limit_w) / d.time_per_step_s, self.energy_per_step_j(limit_w) / d.energy_per_step_j
 
     def _interp(self, limit_w: float, field: str) -> float:
+        key = (float(limit_w), field)
+        cached = self._memo.get(key)
+        if cached is not None:
+            return cached
         lo, hi = self.limits_w[0], self.limits_w[-1]
         if not lo <= limit_w <= hi:
             raise ConfigurationError.invalid("power_limit_w", limit_w, f"within the profiled range [{lo}, {hi}] W")
-        below = max(x for x in self.limits_w if x <= limit_w)
-        above = min(x for x in self.limits_w if x >= limit_w)
+        i = bisect.bisect_left(self.limits_w, limit_w)
+        above = self.limits_w[i]
+        below = above if above == limit_w else self.limits_w[i - 1]
         a, b = getattr(self._table[below], field), getattr(self._table[above], field)
-        if above == below:
-            return a
-        return a + (b - a) * (limit_w - below) / (above - below)
+        value = a if above == below else a + (b - a) * (limit_w - below) / (above - below)
+        if len(self._memo) < 4096:  # the profile is immutable: memoising is safe
+            self._memo[key] = value
+        return value
 
     def restricted(self, limits_w: list[int]) -> PowerProfile:
         """A profile with only the given limits (interpolated where not measured)."""

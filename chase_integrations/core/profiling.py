@@ -132,7 +132,8 @@ class ProfilingPlan:
         self.extended = False
         dominated = any(
             time_per_step_s > t * (1 + DOMINATED_MARGIN) and energy_per_step_j > e * (1 + DOMINATED_MARGIN)
-            for w, (t, e) in self.results.items() if w > limit
+            for w, (t, e) in self.results.items()
+            if w > limit
         )
         self.dominated_run = self.dominated_run + 1 if dominated else 0
         if self.prune_dominated and self.dominated_run >= DOMINATED_RUN:

@@ -23,9 +23,16 @@ def build_report(session: ChaseSession) -> dict:
     intervals = []
     for iv in ledger.intervals:
         row = {k: getattr(iv, k) for k in _INTERVAL_KEYS}
-        row.update(steps=iv.steps, duration_s=iv.duration_s, phase=iv.phase, intensity_source=iv.intensity_source,
-                   baseline_carbon_g=iv.baseline_carbon_g, baseline_energy_j=iv.baseline_energy_j,
-                   cpu_energy_j=iv.cpu_energy_j, dram_energy_j=iv.dram_energy_j)
+        row.update(
+            steps=iv.steps,
+            duration_s=iv.duration_s,
+            phase=iv.phase,
+            intensity_source=iv.intensity_source,
+            baseline_carbon_g=iv.baseline_carbon_g,
+            baseline_energy_j=iv.baseline_energy_j,
+            cpu_energy_j=iv.cpu_energy_j,
+            dram_energy_j=iv.dram_energy_j,
+        )
         intervals.append(row)
     used = sorted({iv.power_limit_w for iv in ledger.intervals})
     return {

@@ -53,8 +53,13 @@ class RunContext:
 class ChaseSession:
     """One training run's carbon-aware power control. See the module docstring."""
 
-    def __init__(self, config: ChaseConfig) -> None:
+    def __init__(self, config: ChaseConfig, decider: Decider | None = None) -> None:
+        """Store the configuration; nothing touches hardware or the network before :meth:`start`.
+
+        ``decider`` replaces rank 0's decision maker (references such as the oracle in simulation).
+        """
         self.config = config
+        self._given_decider = decider
         self.sim = config.simulation
         self.clock = self.sim.clock if self.sim is not None else SystemClock()
         self.warner = OnceWarner()
@@ -102,7 +107,7 @@ class ChaseSession:
         if self.rank == 0:
             self.intensity = IntensitySource(cfg.provider, self.clock, cfg.max_reading_age_s,
                                              cfg.fallback_intensity_g_per_kwh, cfg.strict, self.warner)
-            self.decider = Decider(cfg, self.intensity, self.clock)
+            self.decider = self._given_decider or Decider(cfg, self.intensity, self.clock)
         error: Exception | None = None
         try:
             self._setup_gpus(ctx)

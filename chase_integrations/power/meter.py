@@ -63,10 +63,9 @@ class EnergyMeter:
 
     def _get_monitor(self):
         if self._monitor is None:
+            import zeus.device.cpu as zeus_cpu
             import zeus.device.gpu as zeus_gpu
             from zeus.monitor import ZeusMonitor
-
-            import zeus.device.cpu as zeus_cpu
 
             previous, previous_cpus = zeus_gpu._gpus, zeus_cpu._cpus
             zeus_gpu._gpus = self.gpus
@@ -88,9 +87,7 @@ class EnergyMeter:
 
     def begin(self, name: str) -> None:
         """Open window ``name`` (restarting it if it exists)."""
-        self._get_monitor().begin_window(
-            f"{self._prefix}:{name}", sync_execution=self.sync_execution, restart=True
-        )
+        self._get_monitor().begin_window(f"{self._prefix}:{name}", sync_execution=self.sync_execution, restart=True)
 
     def end(self, name: str) -> EnergyReading:
         """Close window ``name`` and return its energy."""

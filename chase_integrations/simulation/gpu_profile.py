@@ -39,15 +39,16 @@ class EpochProfile:
         """Per-step profile when an epoch is ``steps_per_epoch`` steps (energy summed over ``num_gpus``)."""
         return PowerProfile(
             {
-                p: (self.time_per_epoch_s[p] / steps_per_epoch, num_gpus * self.time_per_epoch_s[p] * self.average_power_w[p] / steps_per_epoch)
+                p: (
+                    self.time_per_epoch_s[p] / steps_per_epoch,
+                    num_gpus * self.time_per_epoch_s[p] * self.average_power_w[p] / steps_per_epoch,
+                )
                 for p in self.limits_w
             }
         )
 
 
-def load_gpu_profile(
-    path: str | Path, workload: str, batch_size: int, optimizer: str | None = None
-) -> EpochProfile:
+def load_gpu_profile(path: str | Path, workload: str, batch_size: int, optimizer: str | None = None) -> EpochProfile:
     """Read one workload's rows from a Zeus trace CSV (``summary_power_<gpu>.csv``).
 
     Args:
@@ -78,7 +79,9 @@ def load_gpu_profile(
     sized = rows[rows["batch_size"] == int(batch_size)]
     if sized.empty:
         raise ConfigurationError.invalid(
-            "batch_size", batch_size, f"one of {sorted(set(rows['batch_size'].astype(int)))} for {workload} in {path.name}"
+            "batch_size",
+            batch_size,
+            f"one of {sorted(set(rows['batch_size'].astype(int)))} for {workload} in {path.name}",
         )
     if "optimizer" in sized.columns:
         optimizers = sorted(set(sized["optimizer"]))

@@ -18,10 +18,8 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from chase_integrations.core.budget import HOUR_S, plan_budget
-from chase_integrations.core.config import ChaseConfig
 from chase_integrations.core.ledger import Ledger
 from chase_integrations.core.profile import PowerProfile
-from chase_integrations.core.session import ChaseSession
 
 #: Zeus ``GlobalPowerLimitOptimizer`` defaults: ``ZeusCost(eta_knob=0.5)`` over limits from the
 #: maximum down to the minimum in steps of ``pl_step=25`` W.
@@ -115,22 +113,3 @@ def true_hourly_means(provider, start: datetime, hours: int) -> np.ndarray:
     return np.diff(integral) / np.diff(edges)
 
 
-class DeciderSession(ChaseSession):
-    """A :class:`ChaseSession` whose rank-0 decision comes from a given decider (for references).
-
-    The engine builds its own ``Decider`` in ``start()``; this keeps the given one instead, so
-    profiling, limits, energy metering and the ledger stay the engine's.
-    """
-
-    def __init__(self, config: ChaseConfig, decider) -> None:
-        self._given_decider = decider
-        super().__init__(config)
-
-    @property
-    def decider(self):
-        """The given decider."""
-        return self._given_decider
-
-    @decider.setter
-    def decider(self, value) -> None:
-        """Ignore the engine's own decider."""

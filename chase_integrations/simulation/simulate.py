@@ -48,7 +48,7 @@ from chase_integrations.errors import ConfigurationError
 from chase_integrations.forecast import Forecaster, make_forecaster
 from chase_integrations.simulation.clock import parse_utc
 from chase_integrations.simulation.gpu_profile import EpochProfile, load_gpu_profile
-from chase_integrations.simulation.oracle import DeciderSession, OracleDecider, true_hourly_means, zeus_power_limit
+from chase_integrations.simulation.oracle import OracleDecider, true_hourly_means, zeus_power_limit
 from chase_integrations.simulation.simulation import Simulation
 
 SIMULATE_POLICIES = ("budget", "chase", "static", "default", "zeus", "oracle", "monitor")
@@ -201,9 +201,10 @@ def simulate(
         report_path=str(report_path) if report_path is not None else None,
     )
     if policy == "oracle":
-        session: ChaseSession = DeciderSession(
+        session = ChaseSession(
             config,
-            OracleDecider(lambda now, hours: list(true_hourly_means(provider, now, hours)), sim.clock, max_slowdown),
+            decider=OracleDecider(lambda now, hours: list(true_hourly_means(provider, now, hours)), sim.clock,
+                                  max_slowdown),
         )
     else:
         session = ChaseSession(config)
@@ -290,6 +291,12 @@ class _Synchronous(Forecaster):
     def predict(self, hours: int):
         """The inner forecaster's prediction."""
         return self.inner.predict(hours)
+
+    def __getattr__(self, name: str):
+        # predict_interval, set_external_forecast, fallback_reason...: the inner forecaster's
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     def close(self) -> None:
         """Close the inner forecaster."""
