@@ -14,6 +14,7 @@ every test has a pytest timeout.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -104,10 +105,8 @@ def _launch(framework: str, out: Path, inputs: dict[str, Path], *extra: str) -> 
         except subprocess.TimeoutExpired:
             rc = None
         finally:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # the whole job: launcher and every rank
-            except ProcessLookupError:
-                pass
             proc.wait()
     elapsed = time.monotonic() - t0
     text = log_path.read_text(errors="replace")
@@ -171,7 +170,10 @@ def test_one_decision_per_job_every_gpu_limited_energy_summed(jobs, framework):
     assert report["original_power_limits_w"] == [275]
     # Every rank holds the same ledger (summed energy, rank 0's intensity); only rank 0 wrote it.
     assert math.isclose(r1["report"]["energy_j"], report["energy_j"], rel_tol=1e-12)
-    assert r1["report"]["intervals"] == report["intervals"]
+    # (start/end come from each process's own simulated clock, which runs at its own GPU's pace.)
+    def same(iv):
+        return {k: v for k, v in iv.items() if k not in ("start", "end")}
+    assert [same(iv) for iv in r1["report"]["intervals"]] == [same(iv) for iv in report["intervals"]]
     assert r0["steps"] == r1["steps"] == report["steps"] == 40
 
 

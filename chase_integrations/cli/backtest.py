@@ -42,7 +42,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--time-column", default=None, help="timestamp column (default: inferred)")
     parser.add_argument("--value-column", default=None, help="intensity column (default: inferred)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.set_defaults(func=run)
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: only when stderr is a terminal)")
+    parser.set_defaults(func=run, run=run)
     return parser
 
 
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
             raise _usage(f"--start must be an ISO-8601 time, got {args.start!r}") from e
         trace = TraceProvider(args.trace, time_column=args.time_column, value_column=args.value_column)
         results = backtest(
-            trace.times_s, trace.values_g_per_kwh, start, args.days, horizons, names, args.history_hours
+            trace.times_s, trace.values_g_per_kwh, start, args.days, horizons, names, args.history_hours,
+            progress=getattr(args, "progress", None),
         )
     except (ChaseError, _UsageError) as e:
         print(f"chase backtest: error: {e}", file=sys.stderr)

@@ -9,6 +9,7 @@ agree on (rank 0 broadcasts the next decision step with each decision), so colle
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -105,8 +106,14 @@ class ChaseSession:
         self.total_steps = ctx.total_steps
         cfg = self.config
         if self.rank == 0:
-            self.intensity = IntensitySource(cfg.provider, self.clock, cfg.max_reading_age_s,
-                                             cfg.fallback_intensity_g_per_kwh, cfg.strict, self.warner)
+            self.intensity = IntensitySource(
+                cfg.provider,
+                self.clock,
+                cfg.max_reading_age_s,
+                cfg.fallback_intensity_g_per_kwh,
+                cfg.strict,
+                self.warner,
+            )
             self.decider = self._given_decider or Decider(cfg, self.intensity, self.clock)
         error: Exception | None = None
         try:
@@ -118,7 +125,6 @@ class ChaseSession:
         if job_mode == "disabled":
             self._open_interval(self.clock.now(), None)
             return
-        self._load_profile()
         self._share_rank0_profile()
         hi = self.default_limit_w
         if self.controller is not None:
@@ -139,8 +145,11 @@ class ChaseSession:
         gpus = self._resolve_gpus() if ctx.gpu_indices else None
         if gpus is None:
             if not ctx.gpu_indices:
-                self.warner.warn("no-gpu-owned", "This process trains on no GPU; chase-integrations records carbon "
-                                 "intensity only and changes no power limit.")
+                self.warner.warn(
+                    "no-gpu-owned",
+                    "This process trains on no GPU; chase-integrations records carbon "
+                    "intensity only and changes no power limit.",
+                )
             self.mode = "disabled"
             return
         from chase_integrations.power.limits import PowerLimitController
@@ -176,9 +185,11 @@ class ChaseSession:
                 raise error
             if failed:
                 kind = PowerPermissionError if permission else PowerControlError
-                raise kind(f"{int(failed)} of {c.world_size} ranks could not set up GPU power control at train "
-                           f"start (see their errors); stopping rank {self.rank} too, so that no rank waits for "
-                           "the others.")
+                raise kind(
+                    f"{int(failed)} of {c.world_size} ranks could not set up GPU power control at train "
+                    f"start (see their errors); stopping rank {self.rank} too, so that no rank waits for "
+                    "the others."
+                )
             n_advisory, top = c.sum_max(float(self.mode == "advisory"), float(_MODES.index(self.mode)))
             if c.world_size > 1:
                 own = self.controller.constraints_w() if self.controller is not None else (-math.inf, math.inf)
@@ -186,8 +197,10 @@ class ChaseSession:
                 _, neg_hi = c.sum_max(0.0, -float(own[1]))
                 if math.isfinite(lo) and (lo, -neg_hi) != own:
                     if lo > -neg_hi:
-                        raise ConfigurationError(f"The ranks' GPUs allow no common power limit ([{lo:.0f}, "
-                                                 f"{-neg_hi:.0f}] W); every GPU of a job must run the same limit.")
+                        raise ConfigurationError(
+                            f"The ranks' GPUs allow no common power limit ([{lo:.0f}, "
+                            f"{-neg_hi:.0f}] W); every GPU of a job must run the same limit."
+                        )
                     self.default_limit_w = int(-neg_hi)
                     self.candidates_w = self._candidates(int(lo), int(-neg_hi))
         except Exception:
@@ -195,24 +208,38 @@ class ChaseSession:
                 self.controller.restore()
             raise
         if self.rank == 0 and 0 < n_advisory < c.world_size:
-            self.notes.append(f"{int(n_advisory)} of {c.world_size} ranks could not set power limits and ran in "
-                              "advisory mode; the other ranks set them.")
+            self.notes.append(
+                f"{int(n_advisory)} of {c.world_size} ranks could not set power limits and ran in "
+                "advisory mode; the other ranks set them."
+            )
         return _MODES[int(top)]
 
     def _share_rank0_profile(self) -> None:
-        """Several ranks: all take rank 0's profile, profiling progress and candidates.
+        """Load the saved profile; with several ranks, all take rank 0's profile, progress and candidates.
 
         A saved profile or a checkpoint may exist on rank 0's disk only; sharing them keeps every rank on
-        the same plan (and so on the same collectives).
+        the same plan (and so on the same collectives). If rank 0 cannot read the profile, every rank raises.
         """
         if self._collective.world_size == 1:
+            self._load_profile()
             return
         mine = None
         if self.rank == 0:
-            mine = {"profile": self.profile.to_dict() if self.profile is not None else None,
+            try:
+                self._load_profile()
+                mine = {
+                    "profile": self.profile.to_dict() if self.profile is not None else None,
                     "plan": self.plan.to_dict() if self.plan is not None else None,
-                    "candidates_w": list(self.candidates_w)}
+                    "candidates_w": list(self.candidates_w),
+                }
+            except Exception as e:  # tell the other ranks before raising, or they would wait for rank 0
+                self._collective.broadcast({"error": f"{type(e).__name__}: {e}"})
+                raise
         shared = self._collective.broadcast(mine)
+        if "error" in shared:
+            raise ConfigurationError(
+                f"Rank 0 could not load the saved profile ({shared['error']}); stopping rank {self.rank} too."
+            )
         if self.rank != 0:
             self.profile = PowerProfile.from_dict(shared["profile"]) if shared["profile"] else None
             self.plan = ProfilingPlan.from_dict(shared["plan"]) if shared["plan"] else None
@@ -253,8 +280,12 @@ class ChaseSession:
                 logger.info(
                     "chase: predicted total %.1f gCO2eq (80 %% range %.1f-%.1f) vs %.1f at the default limit "
                     "(expected saving %.1f g); %.1f g emitted so far.",
-                    p["total_carbon_g"], p["lower_carbon_g"], p["upper_carbon_g"], p["default_total_carbon_g"],
-                    p["expected_saving_g"], p["measured_carbon_g"],
+                    p["total_carbon_g"],
+                    p["lower_carbon_g"],
+                    p["upper_carbon_g"],
+                    p["default_total_carbon_g"],
+                    p["expected_saving_g"],
+                    p["measured_carbon_g"],
                 )
         return self.pop_metrics()
 
@@ -340,14 +371,19 @@ class ChaseSession:
     def _finish_profiling(self) -> dict[str, float] | None:
         assert self.plan is not None
         self.profile = PowerProfile(self.plan.results)
-        logger.info("Profiled %d power limits: %r", len(self.profile), self.profile)
+        if self.rank == 0:
+            logger.info("Profiled %d power limits: %r", len(self.profile), self.profile)
         if self.plan.skipped_w:
-            logger.info("Skipped limits %s W: dominated (slower and more energy per step than a higher limit).",
-                        self.plan.skipped_w)
+            logger.info(
+                "Skipped limits %s W: dominated (slower and more energy per step than a higher limit).",
+                self.plan.skipped_w,
+            )
             self.candidates_w = [w for w in self.candidates_w if w in self.profile]
         if self.config.profile_path and self.rank == 0:
             try:
-                self.profile.save(self.config.profile_path, {"gpu_indices": self.controller.gpu_indices if self.controller else []})
+                self.profile.save(
+                    self.config.profile_path, {"gpu_indices": self.controller.gpu_indices if self.controller else []}
+                )
             except OSError as e:
                 self.warner.warn("profile-save", f"Could not save the profile to {self.config.profile_path!r}: {e}")
         return self._decide(reason="profiled")
@@ -387,9 +423,14 @@ class ChaseSession:
             assert self.decider is not None
             est_step_s = self._estimated_step_s()
             payload = self.decider.decide(
-                profile=self.profile, candidates_w=self.candidates_w, current_limit_w=self.current_limit_w,
-                default_limit_w=self.default_limit_w, ledger=self.ledger, steps_done=self.steps,
-                total_steps=self.total_steps, est_step_s=est_step_s,
+                profile=self.profile,
+                candidates_w=self.candidates_w,
+                current_limit_w=self.current_limit_w,
+                default_limit_w=self.default_limit_w,
+                ledger=self.ledger,
+                steps_done=self.steps,
+                total_steps=self.total_steps,
+                est_step_s=est_step_s,
             )
         payload = self._collective.broadcast(payload)
         if payload.get("prediction"):
@@ -397,11 +438,18 @@ class ChaseSession:
             if self._fresh_metrics is not None:
                 self._fresh_metrics["chase/predicted_total_carbon_g"] = float(self.prediction["total_carbon_g"])
         limit = payload["limit_w"]
-        self._next_decision_step = (self.steps + payload["steps_until_next"]) if payload.get("steps_until_next") else None
+        self._next_decision_step = (
+            (self.steps + payload["steps_until_next"]) if payload.get("steps_until_next") else None
+        )
         if limit is not None and limit != self.current_limit_w:
             self._switch_limit(limit, payload.get("forecast_g_per_kwh"), phase="train", now=now, close=False)
-            logger.info("chase: power limit -> %d W (%s; forecast %s gCO2eq/kWh)", limit, reason,
-                        _fmt(payload.get("forecast_g_per_kwh")))
+            if self.rank == 0:  # one line per job, not per rank
+                logger.info(
+                    "chase: power limit -> %d W (%s; forecast %s gCO2eq/kWh)",
+                    limit,
+                    reason,
+                    _fmt(payload.get("forecast_g_per_kwh")),
+                )
         else:
             self._open_interval(now, payload.get("forecast_g_per_kwh"))
         return metrics
@@ -417,8 +465,9 @@ class ChaseSession:
             return sum(i.duration_s for i in recent) / sum(i.steps for i in recent)
         return None
 
-    def _switch_limit(self, limit_w: int, forecast: float | None, phase: str, now: datetime | None = None,
-                      close: bool = True) -> None:
+    def _switch_limit(
+        self, limit_w: int, forecast: float | None, phase: str, now: datetime | None = None, close: bool = True
+    ) -> None:
         now = now or self.clock.now()
         if close:
             self._close_interval(now)
@@ -463,8 +512,10 @@ class ChaseSession:
                 self.controller.restore()
                 raise
             self.mode = "advisory"
-            self.warner.warn("advisory", f"GPU power limits cannot be set{self._where()} ({e}); running in advisory "
-                             f"mode{self._others()}.")
+            self.warner.warn(
+                "advisory",
+                f"GPU power limits cannot be set{self._where()} ({e}); running in advisory mode{self._others()}.",
+            )
 
     def _where(self) -> str:
         """`` on rank R (GPU [i])`` when the job has several ranks, else nothing (for messages)."""
@@ -478,8 +529,12 @@ class ChaseSession:
     # ================================================================ accounting
     def _open_interval(self, now: datetime, forecast: float | None, phase: str = "train") -> None:
         self._interval = {
-            "start": now, "t0": self.clock.monotonic(), "steps": 0, "forecast": forecast,
-            "limit_w": self.current_limit_w, "phase": phase,
+            "start": now,
+            "t0": self.clock.monotonic(),
+            "steps": 0,
+            "forecast": forecast,
+            "limit_w": self.current_limit_w,
+            "phase": phase,
         }
         self._last_forecast = forecast
         if self.meter is not None:
@@ -526,22 +581,32 @@ class ChaseSession:
             value, source = (iv["forecast"] or 0.0), "unknown"
         return self._record(iv, now, energy * self._collective.world_size, duration, value, source)
 
-    def _record(self, iv: dict, now: datetime, energy_j: float, duration_s: float, intensity: float,
-                source: str) -> dict[str, float]:
+    def _record(
+        self, iv: dict, now: datetime, energy_j: float, duration_s: float, intensity: float, source: str
+    ) -> dict[str, float]:
         if iv["steps"] == 0 and (duration_s <= 0 or energy_j == 0.0):
             return {}
         limit = iv["limit_w"] if iv["limit_w"] is not None else (self.default_limit_w or 0)
         e_ratio = t_ratio = 1.0
         if self.profile is not None and self.default_limit_w in self.profile and limit:
-            try:
+            with contextlib.suppress(ConfigurationError):
                 t_ratio, e_ratio = self.profile.relative(limit)
-            except ConfigurationError:
-                pass
         interval = Interval.account(
-            iv["start"].isoformat(), now.isoformat(), limit, intensity, iv["forecast"],
-            energy_j=energy_j, steps=iv["steps"], duration_s=duration_s, pue=self.config.pue,
-            energy_ratio_to_default=e_ratio, time_ratio_to_default=t_ratio, phase=iv["phase"],
-            intensity_source=source, cpu_energy_j=iv.get("cpu_energy_j"), dram_energy_j=iv.get("dram_energy_j"),
+            iv["start"].isoformat(),
+            now.isoformat(),
+            limit,
+            intensity,
+            iv["forecast"],
+            energy_j=energy_j,
+            steps=iv["steps"],
+            duration_s=duration_s,
+            pue=self.config.pue,
+            energy_ratio_to_default=e_ratio,
+            time_ratio_to_default=t_ratio,
+            phase=iv["phase"],
+            intensity_source=source,
+            cpu_energy_j=iv.get("cpu_energy_j"),
+            dram_energy_j=iv.get("dram_energy_j"),
         )
         self.ledger.add(interval)
         metrics = self._fresh_metrics = {
@@ -590,7 +655,9 @@ class ChaseSession:
         if given is not None:
             bad = [w for w in given if not lo <= w <= hi]
             if bad:
-                raise ConfigurationError.invalid("power_limits_w", given, f"limits within the GPU's range [{lo}, {hi}] W")
+                raise ConfigurationError.invalid(
+                    "power_limits_w", given, f"limits within the GPU's range [{lo}, {hi}] W"
+                )
             limits = set(given)
         else:
             limits = set(range(lo, hi + 1, 25))
@@ -619,8 +686,11 @@ class ChaseSession:
             raise ConfigurationError.invalid("state", type(state).__name__, "a dict saved by ChaseSession.state_dict")
         version = int(state.get("version", 0))
         if version > STATE_VERSION:
-            self.warner.warn("state-version", f"Checkpoint state version {version} is newer than this package's "
-                                              f"({STATE_VERSION}); reading the keys it knows.")
+            self.warner.warn(
+                "state-version",
+                f"Checkpoint state version {version} is newer than this package's "
+                f"({STATE_VERSION}); reading the keys it knows.",
+            )
         self._restored_state = state
         if self.started:
             self._restore_from_state()

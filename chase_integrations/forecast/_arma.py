@@ -105,3 +105,43 @@ def fit_ar_ols(x: np.ndarray, max_p: int) -> tuple[np.ndarray, float, int]:
             break
         phi = phi * 0.95
     return phi, best[1], best[2]
+
+
+def _lags(x: np.ndarray, k: int, start: int) -> np.ndarray:
+    return np.column_stack([x[start - i : len(x) - i] for i in range(1, k + 1)]) if k else np.zeros((len(x) - start, 0))
+
+
+def _stabilize(coef: np.ndarray, sign: float) -> np.ndarray:
+    """Shrink AR (``sign=-1``) or MA (``sign=+1``) coefficients until their roots lie outside the unit circle."""
+    for _ in range(40):
+        if len(coef) == 0 or np.all(np.abs(np.roots(np.r_[1.0, sign * coef][::-1])) > 1.01):
+            break
+        coef = coef * 0.95
+    return coef
+
+
+def fit_arma(x: np.ndarray, min_p: int, max_p: int, max_q: int, criterion: str = "aic"):
+    """ARMA(p, q) without a constant by Hannan-Rissanen regression; (p, q) chosen by AIC/BIC.
+
+    Stage 1 estimates innovations with a long AR(8); stage 2 regresses ``x_t`` on ``p`` lags of
+    ``x`` and ``q`` lags of those innovations. The criterion uses the exact conditional
+    innovations of each candidate on a common sample. Returns ``(phi, theta, sigma2, (p, q))``.
+    """
+    x = np.asarray(x, dtype=float)
+    m = 8
+    long_phi = np.linalg.lstsq(_lags(x, m, m), x[m:], rcond=None)[0]
+    ehat = np.r_[np.zeros(m), x[m:] - _lags(x, m, m) @ long_phi]
+    start = m + max(max_p, max_q)
+    n = len(x) - start
+    best = None
+    for p in range(min_p, max_p + 1):
+        for q in range(max_q + 1):
+            regressors = np.concatenate([_lags(x, p, start), _lags(ehat, q, start)], axis=1)
+            coef = np.linalg.lstsq(regressors, x[start:], rcond=None)[0] if p + q else np.zeros(0)
+            phi, theta = _stabilize(coef[:p], -1.0), _stabilize(coef[p:], 1.0)
+            sigma2 = float(np.mean(innovations(x, phi, theta)[start:] ** 2)) or 1e-12
+            penalty = 2 * (p + q) if criterion == "aic" else np.log(n) * (p + q)
+            score = n * np.log(sigma2) + penalty
+            if best is None or score < best[0]:
+                best = (score, phi, theta, sigma2, (p, q))
+    return best[1], best[2], best[3], best[4]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chase_integrations.forecast._arma import fit_ar_ols, innovations, paths, psi_sd
+from chase_integrations.forecast._arma import fit_ar_ols, fit_arma, innovations, paths, psi_sd
 from chase_integrations.forecast.baselines import fourier_terms, robust_bounds
 
 logger = logging.getLogger(__name__)
@@ -67,27 +67,10 @@ def fit_parts(values: np.ndarray, first_h: int, d: int, max_p: int, max_q: int, 
     residual = y - x @ beta
     scale = float(np.std(residual)) or 1.0
     z = residual / scale
-    best, best_score = None, np.inf
-    with _STATSMODELS_LOCK, warnings.catch_warnings():
-        from statsmodels.tsa.arima.model import ARIMA  # its import adds "always" filters: reset them
-
-        warnings.simplefilter("ignore")
-        for p in range(0 if d else 1, max_p + 1):
-            for q in range(max_q + 1):
-                try:
-                    res = ARIMA(z, order=(p, d, q), trend="n").fit()
-                except Exception as e:
-                    logger.debug("ARIMA(%d,%d,%d) failed: %s", p, d, q, e)
-                    continue
-                score = res.aic if criterion == "aic" else res.bic
-                if np.isfinite(score) and score < best_score:
-                    best_score = score
-                    best = (np.asarray(res.arparams, float), np.asarray(res.maparams, float),
-                            float(res.params[-1]), (p, d, q))
-    if best is None:
-        raise RuntimeError("no ARIMA order could be fitted")
+    series = np.diff(z, n=d) if d else z
+    phi, theta, sigma2, (p, q) = fit_arma(series, 0 if d else 1, max_p, max_q, criterion)
     phi0, sigma2_0, _ = fit_ar_ols(z, 3)
-    return Parts(beta, scale, bounds, fourier_k, best[3], best[0], best[1], best[2], phi0, sigma2_0)
+    return Parts(beta, scale, bounds, fourier_k, (p, d, q), phi, theta, sigma2, phi0, sigma2_0)
 
 
 def components(parts: Parts, values: np.ndarray, first_h: int, origins: np.ndarray, horizon: int) -> np.ndarray:

@@ -107,6 +107,7 @@ def run_backtest(
     horizons: Sequence[int] = (1, 6, 24),
     forecasters: ForecasterSpec = ("arima", "persistence", "seasonal_naive"),
     history_h: int = 14 * 24,
+    progress: bool | None = None,
 ) -> list[ForecastTrace]:
     """Drive each forecaster through the rolling origins; return the raw forecasts.
 
@@ -119,6 +120,8 @@ def run_backtest(
         forecasters: Names (``"arima"``, ``"persistence"``, ``"seasonal_naive"``) or a mapping
             from name to a zero-argument factory.
         history_h: Hours of history given to ``fit`` before the first origin.
+        progress: Progress bar on stderr, one tick per origin and forecaster (``None``: only when stderr
+            is a terminal; see :mod:`chase_integrations.reporting.progress`).
     """
     horizons = sorted({int(h) for h in horizons})
     if not horizons or horizons[0] < 1:
@@ -144,43 +147,49 @@ def run_backtest(
     hi = int(np.searchsorted(hour_of, first_origin))
     history = [_reading(times_s[i], values[i]) for i in range(lo, hi)]
     traces = []
-    for name, factory in _factories(forecasters).items():
-        forecaster = factory()
-        trace = ForecastTrace(name)
-        rows: dict[int, list[tuple[int, float, float]]] = {h: [] for h in horizons}
-        try:
-            fit_start = time.perf_counter()
-            forecaster.fit(history)
-            _wait(forecaster)
-            trace.fit_s.append(time.perf_counter() - fit_start)
-            last_seen_h = int(hour_of[hi - 1]) if hi > 0 else first_origin - 1
-            cursor = hi
-            for origin in range(first_origin, end_h):
-                lag = max(0, origin - 1 - last_seen_h)
-                t0 = time.perf_counter()
-                predicted = {int(r.time.timestamp() // 3600): r.g_per_kwh for r in forecaster.predict(max_h + lag)}
-                trace.predict_s.append(time.perf_counter() - t0)
-                for h in horizons:
-                    target = origin + h - 1
-                    if start_h <= target < end_h and target in actual and target in predicted:
-                        rows[h].append((target, predicted[target], actual[target]))
-                while cursor < len(hour_of) and hour_of[cursor] == origin:
-                    t0 = time.perf_counter()
-                    forecaster.update(_reading(times_s[cursor], values[cursor]))
-                    trace.update_s.append(time.perf_counter() - t0)
-                    last_seen_h = origin
-                    cursor += 1
-                last_fit = getattr(forecaster, "last_fit_s", None)
+    factories = _factories(forecasters)
+    # progress hook (issue 8): ticks only, no effect on results
+    from chase_integrations.reporting.progress import progress_bar
+
+    with progress_bar(len(factories) * max(0, end_h - first_origin), "backtest", progress) as bar:
+        for name, factory in factories.items():
+            forecaster = factory()
+            trace = ForecastTrace(name)
+            rows: dict[int, list[tuple[int, float, float]]] = {h: [] for h in horizons}
+            try:
+                fit_start = time.perf_counter()
+                forecaster.fit(history)
                 _wait(forecaster)
-                if last_fit != getattr(forecaster, "last_fit_s", None):
-                    trace.fit_s.append(forecaster.last_fit_s)
-        finally:
-            forecaster.close()
-        for h in horizons:
-            arr = np.array(rows[h], dtype=float).reshape(-1, 3)
-            trace.target_h[h] = arr[:, 0].astype(np.int64)
-            trace.predicted[h], trace.actual[h] = arr[:, 1], arr[:, 2]
-        traces.append(trace)
+                trace.fit_s.append(time.perf_counter() - fit_start)
+                last_seen_h = int(hour_of[hi - 1]) if hi > 0 else first_origin - 1
+                cursor = hi
+                for origin in range(first_origin, end_h):
+                    lag = max(0, origin - 1 - last_seen_h)
+                    t0 = time.perf_counter()
+                    predicted = {int(r.time.timestamp() // 3600): r.g_per_kwh for r in forecaster.predict(max_h + lag)}
+                    trace.predict_s.append(time.perf_counter() - t0)
+                    for h in horizons:
+                        target = origin + h - 1
+                        if start_h <= target < end_h and target in actual and target in predicted:
+                            rows[h].append((target, predicted[target], actual[target]))
+                    while cursor < len(hour_of) and hour_of[cursor] == origin:
+                        t0 = time.perf_counter()
+                        forecaster.update(_reading(times_s[cursor], values[cursor]))
+                        trace.update_s.append(time.perf_counter() - t0)
+                        last_seen_h = origin
+                        cursor += 1
+                    last_fit = getattr(forecaster, "last_fit_s", None)
+                    _wait(forecaster)
+                    if last_fit != getattr(forecaster, "last_fit_s", None):
+                        trace.fit_s.append(forecaster.last_fit_s)
+                    bar.advance()
+            finally:
+                forecaster.close()
+            for h in horizons:
+                arr = np.array(rows[h], dtype=float).reshape(-1, 3)
+                trace.target_h[h] = arr[:, 0].astype(np.int64)
+                trace.predicted[h], trace.actual[h] = arr[:, 1], arr[:, 2]
+            traces.append(trace)
     return traces
 
 
@@ -210,12 +219,13 @@ def backtest(
     horizons: Sequence[int] = (1, 6, 24),
     forecasters: ForecasterSpec = ("arima", "persistence", "seasonal_naive"),
     history_h: int = 14 * 24,
+    progress: bool | None = None,
 ) -> list[BacktestResult]:
     """Rolling-origin backtest; one :class:`BacktestResult` per forecaster and horizon.
 
     Arguments as in :func:`run_backtest`.
     """
-    traces = run_backtest(times_s, values_g_per_kwh, start, days, horizons, forecasters, history_h)
+    traces = run_backtest(times_s, values_g_per_kwh, start, days, horizons, forecasters, history_h, progress)
     return [row for trace in traces for row in score(trace)]
 
 

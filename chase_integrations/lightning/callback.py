@@ -114,11 +114,22 @@ class ChaseCallback(Callback):
         **kwargs: Any,
     ) -> None:
         self.config = ChaseConfig(
-            provider=provider, policy=policy, max_slowdown=max_slowdown, eta=eta,
-            max_intensity_g_per_kwh=max_intensity_g_per_kwh, static_power_limit_w=static_power_limit_w,
-            forecaster=forecaster, decision_interval_s=decision_interval_s, power_limits_w=power_limits_w,
-            profile_path=profile_path, gpus=gpus, simulation=simulation, pue=pue, report_path=report_path,
-            strict=strict, **kwargs,
+            provider=provider,
+            policy=policy,
+            max_slowdown=max_slowdown,
+            eta=eta,
+            max_intensity_g_per_kwh=max_intensity_g_per_kwh,
+            static_power_limit_w=static_power_limit_w,
+            forecaster=forecaster,
+            decision_interval_s=decision_interval_s,
+            power_limits_w=power_limits_w,
+            profile_path=profile_path,
+            gpus=gpus,
+            simulation=simulation,
+            pue=pue,
+            report_path=report_path,
+            strict=strict,
+            **kwargs,
         )
         self.session = ChaseSession(self.config)
         self._last_global_step: int | None = None
@@ -139,8 +150,9 @@ class ChaseCallback(Callback):
         self._emit(trainer, self.session.pop_metrics())
 
     @override
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.global_step == self._last_global_step:  # gradient accumulation: not an optimizer step
             return
         self._last_global_step = trainer.global_step
@@ -195,7 +207,10 @@ class ChaseCallback(Callback):
     def _emit(self, trainer: pl.Trainer, metrics: dict[str, float] | None) -> None:
         if not metrics:
             return
-        self._pbar = {"chase/power_limit_w": metrics["chase/power_limit_w"], "chase/carbon_g": metrics["chase/carbon_g"]}
+        self._pbar = {
+            "chase/power_limit_w": metrics["chase/power_limit_w"],
+            "chase/carbon_g": metrics["chase/carbon_g"],
+        }
         self._pbar_dirty = True
         if trainer.global_rank != 0:
             return

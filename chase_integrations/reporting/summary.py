@@ -165,8 +165,8 @@ def format_summary(report: Mapping[str, Any]) -> str:
     if s["baseline_energy_j"] is not None:
         energy += f"       default limit: {s['baseline_energy_j'] / 3.6e6:.3f} kWh"
     lines.append(energy)
-    lines.append(f"  time       {s['time_s'] / 3600:10.2f} h         default limit: {s['baseline_time_s'] / 3600:.2f} h "
-                 f"(time {_pct(s['time_increase'], signed=True)})")
+    lines.append(f"  time       {s['time_s'] / 3600:10.2f} h         default limit: "
+                 f"{s['baseline_time_s'] / 3600:.2f} h (time {_pct(s['time_increase'], signed=True)})")
     if s["start"]:
         lines.append(f"  span       {_short(s['start'])} to {_short(s['end'])} UTC, {s['intervals']} intervals"
                      + (f" ({s['profiling_intervals']} profiling)" if s["profiling_intervals"] else ""))

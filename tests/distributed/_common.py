@@ -25,15 +25,15 @@ class CountingTraceProvider(TraceProvider):
 
     calls = 0
 
-    def latest(self):  # noqa: D102
+    def latest(self):
         CountingTraceProvider.calls += 1
         return super().latest()
 
-    def history(self, hours: float = 24):  # noqa: D102
+    def history(self, hours: float = 24):
         CountingTraceProvider.calls += 1
         return super().history(hours)
 
-    def forecast(self, hours):  # noqa: D102
+    def forecast(self, hours):
         CountingTraceProvider.calls += 1
         return super().forecast(hours)
 
@@ -43,15 +43,15 @@ class CountingForecaster(PersistenceForecaster):
 
     calls = 0
 
-    def fit(self, history):  # noqa: D102
+    def fit(self, history):
         CountingForecaster.calls += 1
         return super().fit(history)
 
-    def update(self, reading):  # noqa: D102
+    def update(self, reading):
         CountingForecaster.calls += 1
         return super().update(reading)
 
-    def predict(self, hours):  # noqa: D102
+    def predict(self, hours):
         CountingForecaster.calls += 1
         return super().predict(hours)
 

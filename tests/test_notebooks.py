@@ -1,0 +1,125 @@
+"""The notebooks: stored without outputs, and each runs top to bottom on a fresh kernel and draws a figure.
+
+Each notebook runs with nbclient on a new ``python3`` kernel of this interpreter (the venv's), in a temporary
+working directory. Any cell that raises fails the test. The notebooks use the shared data folder when present
+and data built in code otherwise; ``test_notebook_runs_without_shared_data`` forces the second path.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+REQUIRED = ("01_will_it_pay_off.ipynb", "02_forecasting_my_grid.ipynb", "03_reading_a_run.ipynb")
+CELL_TIMEOUT_S = 240
+#: What each notebook prints about its data: (shared data folder present, absent).
+DATA_MARKERS = {
+    "01_will_it_pay_off.ipynb": ("REAL data: Electricity Maps", "SYNTHETIC:"),
+    "02_forecasting_my_grid.ipynb": ("REAL data: Electricity Maps", "SYNTHETIC:"),
+    "03_reading_a_run.ipynb": ("trace: Electricity Maps", "no shared data folder found"),
+}
+
+
+def _ids(path: Path) -> str:
+    return path.stem
+
+
+def test_the_three_notebooks_exist():
+    names = {p.name for p in NOTEBOOKS}
+    assert set(REQUIRED) <= names, f"missing notebooks: {set(REQUIRED) - names}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_notebook_is_stored_with_outputs_stripped(path: Path):
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert raw["nbformat"] == 4
+    assert raw["metadata"].get("kernelspec", {}).get("name") == "python3"
+    for i, cell in enumerate(raw["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        assert cell.get("outputs") == [], f"{path.name}: cell {i} is stored with outputs (strip them)"
+        assert cell.get("execution_count") is None, f"{path.name}: cell {i} is stored with an execution count"
+    nbformat = pytest.importorskip("nbformat")
+    nbformat.validate(nbformat.read(path, as_version=4))
+
+
+@pytest.fixture
+def venv_kernel(tmp_path_factory, monkeypatch) -> str:
+    """A ``python3`` kernel spec that runs ipykernel on this interpreter, first on JUPYTER_PATH.
+
+    A user-level ``python3`` kernel pointing at another Python would otherwise win.
+    """
+    pytest.importorskip("ipykernel")
+    root = tmp_path_factory.mktemp("jupyter")
+    spec_dir = root / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (chase-integrations test)", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(root))
+    monkeypatch.delenv("CHASE_PROGRESS", raising=False)
+    return "python3"
+
+
+def _execute(path: Path, workdir: Path, kernel_name: str):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("matplotlib")
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name=kernel_name,
+                                     resources={"metadata": {"path": str(workdir)}})
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        pytest.fail(f"{path.name}: a cell failed:\n{e}")
+    return nb
+
+
+def _outputs(nb) -> tuple[str, int]:
+    """All text the notebook printed, and how many PNG images it displayed."""
+    texts, images = [], 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            assert out.get("output_type") != "error", f"error output: {out.get('ename')}: {out.get('evalue')}"
+            if out.get("output_type") == "stream":
+                texts.append(out.get("text", ""))
+            data = out.get("data", {})
+            images += "image/png" in data
+            texts.append(data.get("text/plain", ""))
+    return "\n".join(texts), images
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_notebook_runs_and_draws(path: Path, tmp_path: Path, venv_kernel: str):
+    from chase_integrations._data import data_dir
+
+    nb = _execute(path, tmp_path, venv_kernel)
+    text, images = _outputs(nb)
+    assert images >= 1, f"{path.name} displayed no figure (no image/png output)"
+    if path.name in DATA_MARKERS:
+        shared, synthetic = DATA_MARKERS[path.name]
+        expected = shared if data_dir() is not None else synthetic
+        assert expected in text, f"{path.name} does not say which data it used ({expected!r} not printed)"
+
+
+@pytest.mark.parametrize("name", ["01_will_it_pay_off.ipynb", "02_forecasting_my_grid.ipynb"])
+def test_notebook_runs_without_shared_data(name: str, tmp_path: Path, venv_kernel: str, monkeypatch):
+    """With no shared data folder the notebooks build their data in code and say so."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("CHASE_DATA_DIR", str(empty))
+    nb = _execute(NOTEBOOK_DIR / name, tmp_path, venv_kernel)
+    text, images = _outputs(nb)
+    assert images >= 1
+    assert DATA_MARKERS[name][1] in text
+    assert "REAL data" not in text
