@@ -49,6 +49,23 @@ def test_daily_sine_beats_persistence(forecaster):
     assert all(r.is_forecast for r in forecaster.predict(3))
 
 
+def test_combination_weights_and_arima_alone():
+    history = series(7 * 24)
+    combined, alone = ArimaForecaster(), ArimaForecaster(combine=False)
+    assert combined.weights is None
+    for f in (combined, alone):
+        f.fit(history, wait=True)
+    w = combined.weights
+    assert set(w) == {"arima", "ar_profile", "same_hour_yesterday", "persistence"}
+    assert all(len(v) == 48 for v in w.values())
+    assert all(sum(col) == pytest.approx(1.0) for col in zip(*w.values(), strict=True))
+    assert alone.weights["arima"] == [1.0] * 48
+    assert len(combined.predict(60)) == 60 and all(iv.upper_g_per_kwh > iv.lower_g_per_kwh
+                                                  for iv in combined.predict_interval(60))
+    combined.close()
+    alone.close()
+
+
 def test_intervals_contain_point_and_widen(forecaster):
     forecaster.fit(series(7 * 24), wait=True)
     intervals = forecaster.predict_interval(24, alpha=0.2)
@@ -182,7 +199,8 @@ def test_external_forecast_blend(forecaster):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"window_h": 10}, "window_h"), ({"criterion": "mse"}, "criterion"), ({"external_weight": -1}, "external")],
+    [({"window_h": 10}, "window_h"), ({"criterion": "mse"}, "criterion"), ({"external_weight": -1}, "external"),
+     ({"d": 2}, "d"), ({"score_days": 0.5}, "score_days"), ({"combine_power": 0}, "combine_power")],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ConfigurationError, match=match):

@@ -7,7 +7,9 @@ and data built in code otherwise; ``test_notebook_runs_without_shared_data`` for
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +32,16 @@ def _ids(path: Path) -> str:
     return path.stem
 
 
+def _need(module: str):
+    """Import a notebook-test dependency (the ``dev`` extra): skip locally when absent, fail in CI."""
+    if os.environ.get("CI"):
+        try:
+            return importlib.import_module(module)
+        except ImportError as e:
+            pytest.fail(f"{module} is missing in CI; it comes with the `dev` extra ({e})")
+    return pytest.importorskip(module)
+
+
 def test_the_three_notebooks_exist():
     names = {p.name for p in NOTEBOOKS}
     assert set(REQUIRED) <= names, f"missing notebooks: {set(REQUIRED) - names}"
@@ -45,7 +57,7 @@ def test_notebook_is_stored_with_outputs_stripped(path: Path):
             continue
         assert cell.get("outputs") == [], f"{path.name}: cell {i} is stored with outputs (strip them)"
         assert cell.get("execution_count") is None, f"{path.name}: cell {i} is stored with an execution count"
-    nbformat = pytest.importorskip("nbformat")
+    nbformat = _need("nbformat")
     nbformat.validate(nbformat.read(path, as_version=4))
 
 
@@ -55,7 +67,7 @@ def venv_kernel(tmp_path_factory, monkeypatch) -> str:
 
     A user-level ``python3`` kernel pointing at another Python would otherwise win.
     """
-    pytest.importorskip("ipykernel")
+    _need("ipykernel")
     root = tmp_path_factory.mktemp("jupyter")
     spec_dir = root / "kernels" / "python3"
     spec_dir.mkdir(parents=True)
@@ -68,9 +80,9 @@ def venv_kernel(tmp_path_factory, monkeypatch) -> str:
 
 
 def _execute(path: Path, workdir: Path, kernel_name: str):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("matplotlib")
+    nbformat = _need("nbformat")
+    nbclient = _need("nbclient")
+    _need("matplotlib")
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -24,6 +25,14 @@ from chase_integrations.reporting import (
 from chase_integrations.simulation.synthetic import write_synthetic_gpu_profile, write_synthetic_trace
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _need_matplotlib() -> None:
+    """matplotlib comes with the ``dev`` extra: skip locally when absent, fail in CI."""
+    if os.environ.get("CI"):
+        import matplotlib  # noqa: F401
+    else:
+        pytest.importorskip("matplotlib")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +83,7 @@ def test_report_prints_summary_and_table(demo_report: Path, capsys):
 
 
 def test_report_plot_writes_a_readable_png(demo_report: Path, tmp_path: Path, capsys):
-    pytest.importorskip("matplotlib")
+    _need_matplotlib()
     png = tmp_path / "sub" / "run.png"
     assert main(["report", str(demo_report), "--plot", str(png)]) == 0
     assert f"wrote {png}" in capsys.readouterr().out
@@ -84,7 +93,7 @@ def test_report_plot_writes_a_readable_png(demo_report: Path, tmp_path: Path, ca
 
 
 def test_report_plot_of_simulate_report(simulated_report: Path, tmp_path: Path):
-    pytest.importorskip("matplotlib")
+    _need_matplotlib()
     png = tmp_path / "sim.png"
     assert main(["report", str(simulated_report), "--plot", str(png), "--dpi", "80"]) == 0
     width, _ = _png_size(png)
@@ -160,7 +169,7 @@ def test_not_a_run_report_is_a_clear_error(tmp_path: Path, capsys, content, mess
 
 
 def test_plot_without_intervals_is_a_clear_error(simulated_report: Path, tmp_path: Path, capsys):
-    pytest.importorskip("matplotlib")
+    _need_matplotlib()
     report = json.loads(simulated_report.read_text())
     report["intervals"] = []
     path = tmp_path / "empty.json"
@@ -203,17 +212,31 @@ def test_summary_text_and_table_add_up(demo_report: Path):
 
 
 def test_plot_timeline_panels_have_units(demo_report: Path):
-    pytest.importorskip("matplotlib")
+    _need_matplotlib()
     from chase_integrations.reporting import plot_timeline
 
-    fig = plot_timeline(load_report(demo_report))
+    report = load_report(demo_report)
+    fig = plot_timeline(report)
     labels = [ax.get_ylabel() for ax in fig.axes]
     assert len(labels) == 3
     assert "gCO2eq/kWh" in labels[0] and "(W)" in labels[1] and "CO2eq" in labels[2]
     assert fig.axes[2].get_xlabel() == "time (UTC)"
-    assert "saved" in fig._suptitle.get_text()
     legend_texts = [t.get_text() for t in fig.axes[2].get_legend().get_texts()]
-    assert any("default limit" in t for t in legend_texts) and any("carbon saved" in t for t in legend_texts)
+    assert any("default limit" in t for t in legend_texts)
+    # a short run can emit more than the default limit (profiling costs): the words follow the sign
+    word, legend = ("saved", "carbon saved:") if report["carbon_saved_g"] >= 0 else ("extra", "extra carbon:")
+    assert word in fig._suptitle.get_text()
+    assert any(t.startswith(legend) for t in legend_texts)
+
+
+def test_plot_timeline_words_follow_the_sign(simulated_report: Path):
+    _need_matplotlib()
+    from chase_integrations.reporting import plot_timeline
+
+    report = load_report(simulated_report)
+    for saved in (abs(report["carbon_saved_g"]) + 1.0, -abs(report["carbon_saved_g"]) - 1.0):
+        title = plot_timeline(dict(report, carbon_saved_g=saved))._suptitle.get_text()
+        assert ("saved" in title and "less than" in title) if saved > 0 else ("extra" in title and "more than" in title)
 
 
 def test_summarize_handles_a_minimal_api_report():

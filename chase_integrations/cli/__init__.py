@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     from chase_integrations.errors import ChaseError
 
     try:
-        return int(args.run(args) or 0)
+        run = getattr(args, "run", None) or args.func
+        return int(run(args) or 0)
     except ChaseError as e:
         print(f"chase {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -58,6 +58,7 @@ def build_report(session: ChaseSession) -> dict:
         "profile": session.profile.to_dict() if session.profile is not None else None,
         "config": cfg.to_json(),
         "notes": list(session.notes),
+        "internal_errors": int(getattr(session, "internal_errors", 0)),
         "warnings": sorted(session.warner.keys),
         "package_version": __version__,
         "report_version": REPORT_VERSION,

@@ -90,6 +90,10 @@ class ChaseSession:
         self.last_metrics: dict[str, float] = {}
         self._fresh_metrics: dict[str, float] | None = None
         self.prediction: dict | None = None
+        #: Unexpected exceptions inside chase-integrations absorbed so far (see :meth:`absorb_internal_error`).
+        self.internal_errors = 0
+        #: Set after an absorbed internal error: the session does nothing more except end and restore.
+        self.broken = False
 
     # ================================================================ lifecycle
     @property
@@ -296,17 +300,51 @@ class ChaseSession:
         self.ended = True
         self.status = status
         try:
-            if self.started and self._interval is not None:
+            if self.started and self._interval is not None and not self.broken:
                 if status == "finished":
                     self._close_interval(self.clock.now())
                 else:
                     self._close_interval_local(self.clock.now())
         finally:
             self.restore()
+        anomalies = self.meter.anomalies if self.meter is not None else []
+        if anomalies:
+            self.notes.append(f"GPU energy counter went backwards in {len(anomalies)} window(s), counted as 0 J "
+                              f"(first: {anomalies[0]}).")
         report = self.report()
         if self.config.report_path and self.rank == 0:
             write_report(report, self.config.report_path)
         return report
+
+    def absorb_internal_error(self, where: str, error: Exception) -> None:
+        """An unexpected exception inside chase-integrations (not the user's code) reached an adapter hook.
+
+        Single process, ``strict=False``: count it (report ``internal_errors`` and ``notes``), warn once,
+        restore every GPU, and stop acting (:attr:`broken`); training goes on. The errors that the
+        package raises on purpose at train start (:class:`~chase_integrations.errors.ChaseError`: bad
+        ``power_limits_w``, an unreadable profile, ``strict``) still propagate, before any step.
+
+        Re-raises ``error`` with ``strict=True`` and in multi-process jobs: a rank that stopped
+        joining the session's collectives would leave the other ranks waiting forever, so there the
+        error takes the framework's exception path (restore, report ``failed``) on this rank and the
+        launcher stops the others, as for any error in one rank's training step.
+        """
+        from chase_integrations.errors import ChaseError
+
+        if self.config.strict or self._collective.world_size > 1 or (where == "start" and isinstance(error, ChaseError)):
+            raise error
+        self.internal_errors += 1
+        self.notes.append(f"internal error in {where}: {type(error).__name__}: {error}")
+        logger.error("chase: internal error in %s; power control stopped for this run.", where, exc_info=error)
+        self.warner.warn(
+            "internal-error",
+            f"chase-integrations failed internally in {where} ({type(error).__name__}: {error}). Training "
+            "continues unchanged; original GPU power limits are restored and no further limit is set. Counted "
+            "in the report's `internal_errors`; warned once. Pass strict=True to raise instead.",
+        )
+        self.broken = True
+        self.mode = "disabled"
+        self.restore()
 
     def restore(self) -> list[str]:
         """Restore every owned GPU's original limit (idempotent; never raises)."""
@@ -490,7 +528,7 @@ class ChaseSession:
                 "logging the limits it would set). Original limits are restored at the end.",
             )
             self.notes.append(str(e))
-            self.controller.restore()
+            self.restore()
 
     def _check_permission(self) -> None:
         assert self.controller is not None
@@ -684,7 +722,10 @@ class ChaseSession:
         """Restore a :meth:`state_dict` (applied at train start, before any step)."""
         if not isinstance(state, dict):
             raise ConfigurationError.invalid("state", type(state).__name__, "a dict saved by ChaseSession.state_dict")
-        version = int(state.get("version", 0))
+        try:
+            version = int(state.get("version", 0))
+        except (TypeError, ValueError):
+            version = STATE_VERSION + 1  # unreadable: treat like a newer format
         if version > STATE_VERSION:
             self.warner.warn(
                 "state-version",
@@ -699,11 +740,27 @@ class ChaseSession:
         state, self._restored_state = self._restored_state, None
         if not state:
             return
+        try:
+            self._apply_state(state)
+        except Exception as e:  # an old, newer or damaged checkpoint: start a fresh ledger, never crash
+            self.ledger, self.profile, self.plan = Ledger(), None, None
+            self.warner.warn(
+                "state-unreadable",
+                f"The chase-integrations state in the checkpoint could not be read ({type(e).__name__}: {e}); "
+                "the carbon ledger and power profile start afresh from here (training resumes normally).",
+            )
+            self.notes.append(f"checkpoint state ignored: {type(e).__name__}: {e}")
+
+    def _apply_state(self, state: dict) -> None:
         from collections import Counter
 
         from chase_integrations.carbon.reading import IntensityReading
 
-        self.ledger = Ledger.from_list(state.get("intervals", []))
+        ledger = Ledger.from_list(state.get("intervals", []))
+        for total in ("energy_j", "carbon_g", "time_s", "steps", "baseline_carbon_g", "baseline_time_s"):
+            if not math.isfinite(float(getattr(ledger, total))):  # wrong types fail here, not mid-run
+                raise ValueError(f"ledger total {total} is not finite")
+        self.ledger = ledger
         if state.get("profile"):
             self.profile = PowerProfile.from_dict(state["profile"])
         if state.get("profiling") and self.profile is None:

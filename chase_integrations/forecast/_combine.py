@@ -3,8 +3,8 @@
 Components, each a forecast of every horizon from every origin, computed with fixed parameters
 from the hourly values alone (so that past origins can be replayed exactly):
 
-0. ``arima``: daily Fourier profile + ARIMA(p, 1, q) on the standardized residuals (statsmodels
-   fit, order by AIC); today's deviation from the profile persists.
+0. ``arima``: daily Fourier profile + ARIMA(p, 1, q) on the standardized residuals
+   (Hannan-Rissanen, order by AIC); today's deviation from the profile persists.
 1. ``ar_profile``: the same profile + AR(p) on the residuals (least squares); deviations decay
    back to the profile.
 2. ``same_hour_yesterday``: the value 24 h before the target (48 h for hours 25..48, ...).
@@ -16,9 +16,6 @@ fresh parameters) and, per horizon, weighted by their inverse recent MAE to the 
 
 from __future__ import annotations
 
-import logging
-import threading
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,10 +23,7 @@ import numpy as np
 from chase_integrations.forecast._arma import fit_ar_ols, fit_arma, innovations, paths, psi_sd
 from chase_integrations.forecast.baselines import fourier_terms, robust_bounds
 
-logger = logging.getLogger(__name__)
-
 COMPONENTS = ("arima", "ar_profile", "same_hour_yesterday", "persistence")
-_STATSMODELS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -46,6 +40,12 @@ class Parts:
     sigma2: float  # innovation variance of the standardized ARIMA component
     phi0: np.ndarray  # AR of the profile-reverting component
     sigma2_0: float
+    offset: float | None = None  # models fitted to log(value + offset); None: to the values
+
+
+def _to_model(parts_or_offset, values: np.ndarray) -> np.ndarray:
+    offset = parts_or_offset.offset if isinstance(parts_or_offset, Parts) else parts_or_offset
+    return np.log(np.maximum(values, 0.0) + offset) if offset is not None else np.asarray(values, float)
 
 
 def design(hours: np.ndarray, fourier_k: int) -> np.ndarray:
@@ -56,8 +56,14 @@ def design(hours: np.ndarray, fourier_k: int) -> np.ndarray:
 
 
 def fit_parts(values: np.ndarray, first_h: int, d: int, max_p: int, max_q: int, fourier_k: int,
-              half_life_h: float | None, criterion: str) -> Parts:
-    """Stage 1: the daily profile by (recency-weighted) least squares; stage 2: the residual models."""
+              half_life_h: float | None, criterion: str, log: bool = True) -> Parts:
+    """Stage 1: the daily profile by (recency-weighted) least squares; stage 2: the residual models.
+
+    With ``log``, both are fitted to ``log(value + c)``, ``c = max(1, 0.2 * median)``: the
+    additive offset keeps zeros finite and damps the relative swings of near-zero grids.
+    """
+    offset = max(1.0, 0.2 * float(np.median(values))) if log else None
+    values = _to_model(offset, values)
     bounds = robust_bounds(values)
     y = np.clip(values, *bounds)
     x = design(np.arange(first_h, first_h + len(y)), fourier_k)
@@ -70,7 +76,7 @@ def fit_parts(values: np.ndarray, first_h: int, d: int, max_p: int, max_q: int, 
     series = np.diff(z, n=d) if d else z
     phi, theta, sigma2, (p, q) = fit_arma(series, 0 if d else 1, max_p, max_q, criterion)
     phi0, sigma2_0, _ = fit_ar_ols(z, 3)
-    return Parts(beta, scale, bounds, fourier_k, (p, d, q), phi, theta, sigma2, phi0, sigma2_0)
+    return Parts(beta, scale, bounds, fourier_k, (p, d, q), phi, theta, sigma2, phi0, sigma2_0, offset)
 
 
 def components(parts: Parts, values: np.ndarray, first_h: int, origins: np.ndarray, horizon: int) -> np.ndarray:
@@ -82,7 +88,7 @@ def components(parts: Parts, values: np.ndarray, first_h: int, origins: np.ndarr
     n = len(values)
     hours = np.arange(first_h, first_h + n + horizon)
     profile = design(hours, parts.fourier_k) @ parts.beta
-    z = (np.clip(values, *parts.bounds) - profile[:n]) / parts.scale
+    z = (np.clip(_to_model(parts, values), *parts.bounds) - profile[:n]) / parts.scale
     steps = np.arange(1, horizon + 1)
     target = origins[:, None] + steps[None, :]
     out = np.empty((len(origins), horizon, len(COMPONENTS)))
@@ -96,6 +102,8 @@ def components(parts: Parts, values: np.ndarray, first_h: int, origins: np.ndarr
     out[:, :, 0] = profile[target] + parts.scale * zhat
     e0 = innovations(z, parts.phi0, np.zeros(0))
     out[:, :, 1] = profile[target] + parts.scale * paths(z, e0, parts.phi0, np.zeros(0), origins, horizon)
+    if parts.offset is not None:
+        out[:, :, :2] = np.exp(np.minimum(out[:, :, :2], 50.0)) - parts.offset
     back = target - 24 * ((steps[None, :] - 1) // 24 + 1)
     out[:, :, 2] = np.where(back >= 0, values[np.maximum(back, 0)], values[origins][:, None])
     out[:, :, 3] = values[origins][:, None]
@@ -145,6 +153,7 @@ def weights(fc: np.ndarray, actual: np.ndarray, power: float, use: tuple[int, ..
     return w, rms
 
 
-def model_sd(parts: Parts, horizon: int) -> np.ndarray:
-    """Forecast-error standard deviation of the ARIMA component (gCO2eq/kWh)."""
-    return parts.scale * psi_sd(parts.phi, parts.theta, parts.order[1], parts.sigma2, horizon)
+def model_sd(parts: Parts, horizon: int, level: float) -> np.ndarray:
+    """Forecast-error standard deviation of the ARIMA component (gCO2eq/kWh) around ``level``."""
+    sd = parts.scale * psi_sd(parts.phi, parts.theta, parts.order[1], parts.sigma2, horizon)
+    return sd * (max(level, 0.0) + parts.offset) if parts.offset is not None else sd

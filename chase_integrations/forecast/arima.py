@@ -1,32 +1,30 @@
-"""ARIMA forecaster of hourly carbon intensity, fitted in a background thread.
+"""ARIMA forecaster of hourly carbon intensity, combined per horizon with simple baselines.
 
 Model (chosen by measurement on tuning windows that precede every evaluation window, see
-``bench/forecast.py``): regression on a daily profile with ARIMA errors, fitted in two stages on the
-last ``window_h`` hours (14 days). Stage 1 fits the daily profile (a constant and ``fourier_k=3``
-sine/cosine pairs of the 24 h cycle) by least squares; stage 2 fits ARIMA(p, 1, q) (statsmodels,
-state space) to the standardized residuals, choosing p in 0..2 and q in 0..1 by AIC at every
-refit. Why this shape:
+``bench/forecast.py``), refitted on the last ``window_h`` hours (14 days) in a background thread:
 
-* Seasonal ARIMA with s=24 took ~1 s per candidate fit here, too slow for an order search within
-  the 2 s refit budget; putting the Fourier terms into the ARIMA as exog made the likelihood
-  search slow to converge (2-5 s per fit on real traces) -- hence the two stages.
-* d=1 vs d=0 on the tuning windows (14 grids, 14 days): both cut 1 h MAPE to 0.6-0.8 x
-  persistence; at 24 h, d=0 (deviations decay to the 14-day profile) won big on wind-driven grids
-  (DE-LU, GB: 0.8 x same-hour-yesterday) but lost badly on solar/hydro grids (CISO 1.4x, NO 2.5x),
-  while d=1 (today's deviation from the profile persists) stayed within 0.96-1.17x everywhere.
-  We take the safer d=1. A recency-weighted profile (half-life 72 h) did not change that picture.
+* a daily profile (a constant and ``fourier_k=3`` sine/cosine pairs of the 24 h cycle, least
+  squares) and ARIMA(p, 1, q) on the standardized profile residuals, p in 0..2 and q in 0..1 by
+  AIC (Hannan-Rissanen regressions, NumPy: ``_arma.py``);
+* per horizon, a combination of four forecasts -- that ARIMA, the profile plus an AR(p) that
+  decays back to it (d=0), same-hour-yesterday and persistence -- weighted by their inverse MAE
+  squared over rolling origins in the last ``score_days=7`` days, replayed at each refit with the
+  fresh parameters (``_combine.py``). Intervals use the combination's recent RMS error per horizon.
+
+Why: d=1 alone beat persistence at 1 h but tied same-hour-yesterday at 24 h; d=0 won at 24 h on
+wind grids and lost on solar/hydro ones. On two 28-day tuning windows per grid (22 grids) the
+combination met the 24 h target on 19 and 15 grids (ARIMA alone: 10 and 7) and the 1 h target on
+17 and 17 (16 and 17). Weights ``MAE**-1`` diluted the 1 h forecast (12-13 met); ``MAE**-4`` and
+picking the best component did worse at 24 h; 3 vs 7 scoring days made little difference.
+statsmodels' state-space fit took 1-36 s per refit on a loaded 2-core machine (target 2 s) and
+its ``append`` 4-100 ms per update (target 50 ms); the NumPy fit takes milliseconds and the
+forecaster imports no statsmodels. Forecasts recompute the components from the hourly buffer
+(about a millisecond); ``update`` only stores the reading and schedules a refit when one is due.
 
 Refits run on a single worker thread: :meth:`fit` and :meth:`update` return at once and
 :meth:`predict` uses the last finished model, or a seasonal-naive / persistence baseline before
 the first fit finishes (``fallback_reason`` says why). :meth:`wait` blocks until pending fits are
-done, for tests, simulations and backtests. Between refits (every ``refit_every_h`` new hours)
-new hours are added with ``results.append(..., refit=False)`` (a few ms).
-
-Warnings: statsmodels changes the global warning filters when imported and warns freely while
-fitting. It is imported and fitted only inside ``warnings.catch_warnings()`` on the worker thread
-(serialized by a lock), so the filters are restored afterwards. ``catch_warnings`` is
-process-wide before Python 3.14: a filter change made by another thread *during* a fit is undone
-when the fit ends. Appends and forecasts run on the caller's thread and emit no warnings.
+done, for tests, simulations and backtests. The fit is pure NumPy and changes no warning filters.
 
 Example:
     >>> import math
@@ -50,7 +48,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,13 +57,14 @@ import numpy as np
 
 from chase_integrations.carbon.reading import IntensityReading
 from chase_integrations.errors import ConfigurationError
+from chase_integrations.forecast._combine import COMPONENTS, Parts, components, fit_parts, model_sd, replay, weights
 from chase_integrations.forecast.base import Forecaster
-from chase_integrations.forecast.baselines import HourlyBuffer, baseline_forecast, fourier_terms, robust_bounds
+from chase_integrations.forecast.baselines import HourlyBuffer, baseline_forecast
 
 logger = logging.getLogger(__name__)
 
-_STATSMODELS_LOCK = threading.Lock()
 _Z_BY_ALPHA: dict[float, float] = {}
+_SCORE_H = 48  # horizons scored (and weighted separately) at each refit
 
 
 @dataclass(frozen=True)
@@ -88,12 +86,9 @@ class ForecastInterval:
 
 @dataclass(frozen=True)
 class _Fitted:
-    results: object  # statsmodels ARIMAResults on the standardized profile residuals
-    beta: np.ndarray  # constant + Fourier coefficients of the daily profile
-    scale: float  # residual standard deviation (gCO2eq/kWh)
-    end_h: int  # absolute hour (epoch_s // 3600) after the last observation in ``results``
-    order: tuple[int, int, int]
-    bounds: tuple[float, float]
+    parts: Parts
+    weights: np.ndarray  # (score horizon, component) combination weights
+    sd: np.ndarray  # (score horizon,) forecast-error standard deviation of the combination
 
 
 class ArimaForecaster(Forecaster):
@@ -113,10 +108,17 @@ class ArimaForecaster(Forecaster):
         max_gap_h: Gaps up to this many hours are interpolated; longer ones restart the history.
         external_weight: Weight of a provider's own forecast in the blend
             ``w * external + (1 - w) * ours`` (see :meth:`set_external_forecast`).
+        combine: Combine the ARIMA forecast per horizon with the profile-reverting AR,
+            same-hour-yesterday and persistence forecasts; ``False`` forecasts with ARIMA alone.
+        score_days: Days of recent rolling-origin errors that set the combination weights.
+        combine_power: Weights are proportional to ``MAE ** -combine_power`` per horizon.
+        log: Fit the profile and residual models to ``log(value + c)``, ``c = max(1, 0.2 x median)``
+            (damps the relative swings of near-zero grids such as NO); ``False`` fits the values.
 
     Attributes:
         fallback_reason: ``None`` when forecasts come from a fitted model, else why a baseline is used.
-        order: The (p, d, q) of the model in use, or ``None``.
+        weights: Combination weights of the model in use, ``{component: [weight per horizon]}``.
+        order: The (p, d, q) of the ARIMA component in use, or ``None``.
         last_fit_s: Wall time of the last refit in seconds (including the order search).
     """
 
@@ -135,6 +137,10 @@ class ArimaForecaster(Forecaster):
         criterion: str = "aic",
         max_gap_h: int = 6,
         external_weight: float = 0.5,
+        combine: bool = True,
+        score_days: float = 7.0,
+        combine_power: float = 2.0,
+        log: bool = True,
     ) -> None:
         for arg, value, low in (("window_h", window_h, 48), ("refit_every_h", refit_every_h, 1),
                                 ("min_history_h", min_history_h, 24), ("max_p", max_p, 0),
@@ -142,6 +148,12 @@ class ArimaForecaster(Forecaster):
                                 ("d", d, 0)):
             if not isinstance(value, int) or value < low:
                 raise ConfigurationError.invalid(arg, value, f"an integer >= {low}")
+        if d > 1:
+            raise ConfigurationError.invalid("d", d, "0 or 1")
+        if not score_days >= 1.0:  # capped by the window in practice
+            raise ConfigurationError.invalid("score_days", score_days, "a number of days >= 1")
+        if not combine_power > 0:
+            raise ConfigurationError.invalid("combine_power", combine_power, "a positive number")
         if min_history_h > window_h:
             raise ConfigurationError.invalid("min_history_h", min_history_h, f"<= window_h ({window_h})")
         if half_life_h is not None and not half_life_h > 0:
@@ -154,6 +166,8 @@ class ArimaForecaster(Forecaster):
         self.max_p, self.max_q, self.fourier_k, self.criterion = max_p, max_q, fourier_k, criterion
         self.d, self.half_life_h = d, half_life_h
         self.external_weight = float(external_weight)
+        self.combine, self.score_days, self.combine_power = bool(combine), float(score_days), float(combine_power)
+        self.log = bool(log)
         self._buffer = HourlyBuffer(window_h, max_gap_h)
         self._lock = threading.RLock()
         self._model: _Fitted | None = None
@@ -168,6 +182,14 @@ class ArimaForecaster(Forecaster):
         self.fallback_reason: str | None = "not fitted yet"
         self.order: tuple[int, int, int] | None = None
         self.last_fit_s: float | None = None
+
+    @property
+    def weights(self) -> dict[str, list[float]] | None:
+        """Combination weights per component and horizon (1..48 h) of the model in use, or ``None``."""
+        model = self._model
+        if model is None:
+            return None
+        return {name: model.weights[:, i].tolist() for i, name in enumerate(COMPONENTS)}
 
     # --- Forecaster API -----------------------------------------------------------------------
     def fit(self, history: Iterable[IntensityReading], wait: bool = False) -> None:
@@ -198,7 +220,6 @@ class ArimaForecaster(Forecaster):
                 self._log_once("gap", "ArimaForecaster: a gap longer than max_gap_h; history restarted.")
             if self._buffer.last_h is not None and before is not None:
                 self._hours_since_fit += max(0, self._buffer.last_h - before)
-            self._catch_up_locked()
             if self._model is None or self._hours_since_fit >= self.refit_every_h:
                 self._schedule_locked()
 
@@ -216,7 +237,7 @@ class ArimaForecaster(Forecaster):
             raise ConfigurationError.invalid("alpha", alpha, "a number in (0, 1)")
         hours = int(hours)
         with self._lock:
-            model, last_h = self._model, self._buffer.last_h
+            model, last_h, first_h = self._model, self._buffer.last_h, self._buffer.first_h
             values = self._buffer.values()
             external = dict(self._external)
         if last_h is None or hours <= 0:
@@ -224,7 +245,7 @@ class ArimaForecaster(Forecaster):
         if model is None:
             mean, lower, upper = baseline_forecast(values, hours, _z(alpha))
         else:
-            mean, lower, upper = self._model_forecast(model, hours, alpha)
+            mean, lower, upper = self._model_forecast(model, values, first_h, hours, alpha)
         weight = self.external_weight
         out = []
         for step in range(hours):
@@ -311,8 +332,13 @@ class ArimaForecaster(Forecaster):
     def _refit_once(self, first_h: int, values: np.ndarray, generation: int) -> None:
         started = time.perf_counter()
         try:
-            fitted = _fit_best(values, first_h, self.d, self.max_p, self.max_q, self.fourier_k,
-                               self.half_life_h, self.criterion)
+            parts = fit_parts(values, first_h, self.d, self.max_p, self.max_q, self.fourier_k,
+                              self.half_life_h, self.criterion, self.log)
+            fc, actual = replay(parts, values, first_h, _SCORE_H, self.score_days)
+            use = tuple(range(len(COMPONENTS))) if self.combine else (0,)
+            w, rms = weights(fc, actual, self.combine_power, use)
+            sd = np.where(np.isfinite(rms), rms, model_sd(parts, _SCORE_H, float(values[-1])))
+            fitted = _Fitted(parts, w, np.maximum.accumulate(np.maximum(sd, 1e-6)))
         except Exception as e:  # a failed fit must never reach the training loop
             with self._lock:
                 if self._model is None:
@@ -324,33 +350,22 @@ class ArimaForecaster(Forecaster):
             if generation != self._generation:
                 return
             self._model = fitted
-            self.order = fitted.order
-            self._catch_up_locked()
+            self.order = parts.order
             if self.fallback_reason is not None:
-                logger.info("ArimaForecaster: model ARIMA%s ready after %.2f s.", fitted.order, self.last_fit_s)
+                logger.info("ArimaForecaster: model ARIMA%s ready after %.2f s.", parts.order, self.last_fit_s)
             self.fallback_reason = None
 
-    def _catch_up_locked(self) -> None:
-        """Append the hours the buffer has and the model lacks (no refit)."""
-        model, last_h = self._model, self._buffer.last_h
-        if model is None or last_h is None or last_h < model.end_h:
-            return
-        new = self._buffer.values_from(model.end_h)
-        if new is None:  # the model ends before the buffer's window: it is stale
-            self._model = None
-            return
-        hours = np.arange(model.end_h, model.end_h + len(new))
-        z = (np.clip(new, *model.bounds) - _design(hours, self.fourier_k) @ model.beta) / model.scale
-        results = model.results.append(z, refit=False)
-        self._model = _Fitted(results, model.beta, model.scale, model.end_h + len(new), model.order, model.bounds)
-
-    def _model_forecast(self, model: _Fitted, hours: int, alpha: float):
-        profile = _design(np.arange(model.end_h, model.end_h + hours), self.fourier_k) @ model.beta
-        forecast = model.results.get_forecast(hours)
-        mean = np.asarray(forecast.predicted_mean, dtype=float)
-        interval = np.asarray(forecast.conf_int(alpha=alpha), dtype=float)
-        lower, upper = interval[:, 0], interval[:, 1]
-        return profile + model.scale * mean, profile + model.scale * lower, profile + model.scale * upper
+    def _model_forecast(self, model: _Fitted, values: np.ndarray, first_h: int, hours: int, alpha: float):
+        """Per-horizon weighted combination of the components from the newest hour, with its spread."""
+        fc = components(model.parts, values, first_h, np.array([len(values) - 1]), hours)[0]
+        rows = np.minimum(np.arange(hours), len(model.weights) - 1)
+        mean = np.sum(fc * model.weights[rows], axis=1)
+        sd = model.sd[rows]
+        if hours > len(model.sd):  # beyond the scored horizons: grow like the ARIMA component
+            grow = model_sd(model.parts, hours, 1.0)
+            sd = np.maximum(sd, sd[len(model.sd) - 1] * grow / grow[len(model.sd) - 1])
+        half = _z(alpha) * sd
+        return mean, np.maximum(0.0, mean - half), mean + half
 
     def _set_fallback(self, reason: str) -> None:
         self.fallback_reason = reason
@@ -360,49 +375,6 @@ class ArimaForecaster(Forecaster):
         if key not in self._logged:
             self._logged.add(key)
             logger.info(message)
-
-
-def _design(hours: np.ndarray, fourier_k: int) -> np.ndarray:
-    """Constant plus daily Fourier terms at absolute ``hours``."""
-    terms = fourier_terms(hours, fourier_k)
-    ones = np.ones((len(hours), 1))
-    return ones if terms is None else np.concatenate([ones, terms], axis=1)
-
-
-def _fit_best(values, first_h, d, max_p, max_q, fourier_k, half_life_h, criterion) -> _Fitted:
-    """Two-stage regression with ARMA errors; (p, q) chosen by ``criterion`` on a small grid.
-
-    Stage 1: the daily profile by (recency-weighted) least squares on Fourier terms.
-    Stage 2: ARIMA(p, d, q) on the standardized residuals, p up to max_p, q in 0..max_q.
-    """
-    bounds = robust_bounds(values)
-    y = np.clip(values, *bounds)
-    design = _design(np.arange(first_h, first_h + len(y)), fourier_k)
-    age_h = np.arange(len(y))[::-1]
-    weight = np.sqrt(0.5 ** (age_h / half_life_h)) if half_life_h else np.ones(len(y))
-    beta = np.linalg.lstsq(design * weight[:, None], y * weight, rcond=None)[0]
-    residual = y - design @ beta
-    scale = float(np.std(residual)) or 1.0
-    z = residual / scale
-    best, best_score = None, np.inf
-    with _STATSMODELS_LOCK, warnings.catch_warnings():
-        from statsmodels.tsa.arima.model import ARIMA  # its import adds "always" filters: reset them
-
-        warnings.simplefilter("ignore")
-
-        for p in range(0 if d else 1, max_p + 1):
-            for q in range(max_q + 1):
-                try:
-                    res = ARIMA(z, order=(p, d, q), trend="n").fit()
-                except Exception as e:
-                    logger.debug("ARIMA(%d,%d,%d) failed: %s", p, d, q, e)
-                    continue
-                score = res.aic if criterion == "aic" else res.bic
-                if np.isfinite(score) and score < best_score:
-                    best, best_score = (res, (p, d, q)), score
-    if best is None:
-        raise RuntimeError("no ARIMA order could be fitted")
-    return _Fitted(best[0], beta, scale, first_h + len(y), best[1], bounds)
 
 
 def _z(alpha: float) -> float:

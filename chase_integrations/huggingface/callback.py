@@ -11,6 +11,7 @@ from typing_extensions import override
 
 from chase_integrations.core.collective import LocalCollective
 from chase_integrations.core.config import ChaseConfig
+from chase_integrations.core.guard import guarded
 from chase_integrations.core.session import ChaseSession, RunContext
 from chase_integrations.huggingface import _trainer
 from chase_integrations.huggingface.collective import AccelerateCollective
@@ -156,6 +157,7 @@ class ChaseTrainerCallback(TrainerCallback):
             self.attach(trainer)
 
     @override
+    @guarded("start", after_failure=True)
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.trainer is None:
             self._attach_late()
@@ -167,19 +169,23 @@ class ChaseTrainerCallback(TrainerCallback):
         self._emit(control, self.session.pop_metrics())
 
     @override
+    @guarded("step_end")
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._emit(control, self.session.step_end())
 
     @override
+    @guarded("epoch_end")
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._emit(control, self.session.epoch_end())
 
     @override
+    @guarded("end", after_failure=True)
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self.report = self.session.end("finished")
         self._emit(control, self.session.pop_metrics())
 
     @override
+    @guarded("save")
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if not args.should_save or not self.session.started:
             return
@@ -231,7 +237,13 @@ class ChaseTrainerCallback(TrainerCallback):
 
     def _load_checkpoint_state(self, args: TrainingArguments, state: TrainerState) -> None:
         folder = self._resume_from if self._resume_known else _trainer.checkpoint_dir(args, state.global_step)
-        saved = _trainer.read_state(folder)
+        try:
+            saved = _trainer.read_state(folder)
+        except (OSError, ValueError, AttributeError) as e:  # damaged chase_state.json: start afresh, loudly
+            self.session.warner.warn(
+                "checkpoint-state-unreadable", f"{_trainer.STATE_FILE} in {str(folder)!r} could not be read "
+                f"({type(e).__name__}: {e}); the carbon ledger starts afresh from here.")
+            return
         if saved is None:
             self.session.warner.warn(
                 "no-checkpoint-state", f"Resuming at step {state.global_step} but {str(folder)!r} holds no "

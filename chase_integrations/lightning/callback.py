@@ -12,7 +12,8 @@ from typing_extensions import override
 
 from chase_integrations.core.collective import LocalCollective
 from chase_integrations.core.config import ChaseConfig
-from chase_integrations.core.session import ChaseSession, RunContext
+from chase_integrations.core.guard import guarded
+from chase_integrations.core.session import STATE_VERSION, ChaseSession, RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -144,12 +145,14 @@ class ChaseCallback(Callback):
 
     # ------------------------------------------------------------------ hooks
     @override
+    @guarded("start")
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.session.start(self._context(trainer))
         self._last_global_step = trainer.global_step
         self._emit(trainer, self.session.pop_metrics())
 
     @override
+    @guarded("step_end")
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -163,10 +166,12 @@ class ChaseCallback(Callback):
             self._pbar_dirty = False
 
     @override
+    @guarded("epoch_end")
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._emit(trainer, self.session.epoch_end())
 
     @override
+    @guarded("end", after_failure=True)
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.report = self.session.end("finished")
         self._emit(trainer, self.session.pop_metrics())
@@ -174,7 +179,11 @@ class ChaseCallback(Callback):
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
-        self.report = self.session.end(status)
+        try:
+            self.report = self.session.end(status)
+        except Exception:  # never let the report hide the real error
+            logger.exception("chase: could not finish the run report after %s", type(exception).__name__)
+            self.session.restore()
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -182,9 +191,14 @@ class ChaseCallback(Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return self.session.state_dict()
+        try:
+            return self.session.state_dict()
+        except Exception as e:  # a checkpoint must never fail because of us
+            self.session.absorb_internal_error("state_dict", e)
+            return {"version": STATE_VERSION}
 
     @override
+    @guarded("load_state_dict", after_failure=True)
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.session.load_state_dict(state_dict)
 

@@ -67,6 +67,8 @@ class PowerLimitController:
         self.original_limits_w: dict[int, int] = {}
         self._restored = True
         self._lock = threading.Lock()
+        #: Set by the SIGTERM handler: the process is going away, so no limit is changed any more.
+        self.terminating = False
 
     # --- reading ---------------------------------------------------------------------------------
     def constraints_w(self) -> tuple[int, int]:
@@ -110,7 +112,14 @@ class PowerLimitController:
             self._set_one(i, w)
 
     def set_all_w(self, power_limit_w: int) -> None:
-        """Set every owned GPU to ``power_limit_w`` W."""
+        """Set every owned GPU to ``power_limit_w`` W.
+
+        Raises:
+            PowerControlError: setting failed, or SIGTERM was received (after it, training may go on until
+                the framework stops, but a limit set then could outlive the process if SIGKILL follows).
+        """
+        if self.terminating:
+            raise PowerControlError("SIGTERM received: original limits restored; no further limit is set.")
         for i in self.gpu_indices:
             self._set_one(i, power_limit_w)
 
@@ -139,7 +148,11 @@ class PowerLimitController:
                 problems.append(f"GPU {i}: could not restore {w} W: {type(e).__name__}: {e}")
         for p in problems:
             logger.error("%s", p)
-        if not problems and self.original_limits_w:
+        if problems:  # stay armed: the next restore (train end, teardown, atexit) tries again
+            with self._lock:
+                self._restored = False
+            return problems
+        if self.original_limits_w:
             logger.debug("Restored original power limits %s W.", self.original_limits_w)
         _unregister(self)
         return problems
@@ -164,6 +177,8 @@ def _restore_all() -> None:
 
 def _on_sigterm(signum, frame) -> None:
     logger.warning("SIGTERM received: restoring original GPU power limits.")
+    for controller in list(_live):
+        controller.terminating = True
     _restore_all()
     previous = _previous_sigterm
     if callable(previous):

@@ -52,18 +52,18 @@ class ProgressBar:
         total: Units of work expected.
         description: Short text before the bar.
         enabled: ``progress`` argument (see the module docstring).
-        delay_s: Seconds before the bar is first drawn.
+        delay_s: Seconds before the bar is first drawn (``None``: :data:`DEFAULT_DELAY_S`).
 
     Attributes:
         completed: Units done so far (counted whether or not a bar is drawn).
     """
 
     def __init__(self, total: int, description: str, enabled: bool | None = None,
-                 delay_s: float = DEFAULT_DELAY_S) -> None:
+                 delay_s: float | None = None) -> None:
         self.total = max(0, int(total))
         self.description = description
         self.enabled = progress_enabled(enabled)
-        self.delay_s = float(delay_s)
+        self.delay_s = DEFAULT_DELAY_S if delay_s is None else float(delay_s)
         self.completed = 0
         self._t0 = time.monotonic()
         self._backend: Any = None
@@ -133,6 +133,6 @@ class ProgressBar:
 
 
 def progress_bar(total: int, description: str, enabled: bool | None = None,
-                 delay_s: float = DEFAULT_DELAY_S) -> ProgressBar:
+                 delay_s: float | None = None) -> ProgressBar:
     """A :class:`ProgressBar`; use it as a context manager so that it is closed on every exit path."""
     return ProgressBar(total, description, enabled, delay_s)

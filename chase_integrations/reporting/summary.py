@@ -214,18 +214,18 @@ def format_table(report: Mapping[str, Any]) -> str:
     """A terminal table of time, energy and carbon per power limit."""
     rows = limit_breakdown(report)
     unit, scale = _carbon_unit(max((r["carbon_g"] for r in rows), default=0.0))
-    header = (f"{'limit W':>8} {'time h':>8} {'share':>7} {'energy kWh':>11} {'carbon ' + unit:>13} "
+    header = (f"{'limit W':>8} {'time h':>8} {'share':>7} {'energy kWh':>11} {'carbon ' + unit:>14} "
               f"{'gCO2eq/kWh':>11}")
     lines = [header, "-" * len(header)]
     for r in rows:
         intensity = "-" if math.isnan(r["intensity_g_per_kwh"]) else f"{r['intensity_g_per_kwh']:.0f}"
         lines.append(f"{r['power_limit_w']:>8d} {r['time_s'] / 3600:>8.2f} {100 * r['time_share']:>6.1f}% "
-                     f"{r['energy_j'] / 3.6e6:>11.3f} {r['carbon_g'] / scale:>13.3f} {intensity:>11}")
+                     f"{r['energy_j'] / 3.6e6:>11.3f} {r['carbon_g'] / scale:>14.3f} {intensity:>11}")
     total_s = sum(r["time_s"] for r in rows)
     lines.append("-" * len(header))
     lines.append(f"{'total':>8} {total_s / 3600:>8.2f} {'100.0%' if rows else '-':>7} "
                  f"{sum(r['energy_j'] for r in rows) / 3.6e6:>11.3f} "
-                 f"{sum(r['carbon_g'] for r in rows) / scale:>13.3f}")
+                 f"{sum(r['carbon_g'] for r in rows) / scale:>14.3f}")
     return "\n".join(lines)
 
 

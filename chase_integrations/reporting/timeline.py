@@ -116,8 +116,14 @@ def plot_timeline(report: Mapping[str, Any], *, title: str | None = None,
             run += float(iv["baseline_carbon_g"])
             base.append(run / scale)
         ax_c.plot(times, base, color="0.25", lw=1.6, ls="--", label="same steps at the default limit (estimate)")
+        gap = base[-1] - cum[-1]
         ax_c.fill_between(times, cum, base, where=[b >= c for b, c in zip(base, cum)], color="tab:green",
-                          alpha=0.18, lw=0, label=f"carbon saved: {base[-1] - cum[-1]:.3g} {unit}", interpolate=True)
+                          alpha=0.18, lw=0, interpolate=True,
+                          label=f"carbon saved: {gap:.3g} {unit}" if gap >= 0 else "saved (while below)")
+        if any(c > b for b, c in zip(base, cum)):
+            ax_c.fill_between(times, cum, base, where=[c > b for b, c in zip(base, cum)], color="tab:red",
+                              alpha=0.15, lw=0, interpolate=True,
+                              label=f"extra carbon: {-gap:.3g} {unit}" if gap < 0 else "extra (while above)")
     ax_c.set_ylabel(f"cumulative emissions\n({unit})")
     ax_c.set_xlabel("time (UTC)")
     ax_c.set_ylim(bottom=0)
@@ -129,8 +135,11 @@ def plot_timeline(report: Mapping[str, Any], *, title: str | None = None,
     for ax in (ax_ci, ax_pl, ax_c):
         ax.grid(True, alpha=0.3)
     if title is None:
-        title = (f"{s['policy']} policy: {s['carbon_saved_g'] / scale:.3g} {unit} saved "
-                 f"({_pct(s['carbon_reduction'])} less than the default limit), time "
+        saved = s["carbon_saved_g"]
+        reduction = s["carbon_reduction"]
+        title = (f"{s['policy']} policy: {abs(saved) / scale:.3g} {unit} {'saved' if saved >= 0 else 'extra'} "
+                 f"({_pct(abs(reduction) if reduction is not None else None)} "
+                 f"{'less' if saved >= 0 else 'more'} than the default limit), time "
                  f"{_pct(s['time_increase'], signed=True)}")
     fig.suptitle(title, fontsize=12)
     return fig
