@@ -11,11 +11,13 @@ _DEFAULT_RELATIVE = Path("..") / "shared" / "data"
 def data_dir() -> Path | None:
     """Return the shared data folder, or ``None`` when it is absent.
 
-    ``CHASE_DATA_DIR`` wins; otherwise ``../shared/data`` relative to the repository root (the folder
-    above this package) and then relative to the working directory.
+    ``CHASE_DATA_DIR``, when set, is the only place looked at; otherwise ``../shared/data`` relative to
+    the repository root (the folder above this package) and then relative to the working directory.
     """
     env = os.environ.get("CHASE_DATA_DIR")
-    candidates = [Path(env)] if env else []
+    if env:  # set explicitly: that folder or nothing
+        return Path(env).resolve() if Path(env).is_dir() else None
+    candidates = []
     repo_root = Path(__file__).resolve().parent.parent
     candidates += [repo_root / _DEFAULT_RELATIVE, Path.cwd() / _DEFAULT_RELATIVE]
     for candidate in candidates:

@@ -105,16 +105,20 @@ def test_energy_counter_backwards_or_wrapping(adapter, make_sim, tmp_path, kind)
     sim = make_sim()
     gpu = sim.gpus.gpus[0]
 
-    def corrupt():
-        delta = -5e6 if kind == "backwards" else -gpu.get_total_energy_consumption()
-        gpu.corrupt_energy_counter(delta)
+    removed_mj = []
+
+    def corrupt():  # backwards: a driver reload; wraps: the counter restarts from zero
+        counter = gpu.get_total_energy_consumption()
+        removed_mj.append(counter // 2 if kind == "backwards" else counter)
+        gpu.corrupt_energy_counter(-removed_mj[0])
 
     at_sim_step(sim, lambda n: n == 30, corrupt)
     out = run(adapter, tmp_path, _cb(adapter, sim, tmp_path, policy="chase"))
     rep = _finished(out, sim)
     assert all(iv["energy_j"] >= 0 and iv["carbon_g"] >= 0 for iv in rep["intervals"])
     assert any("went backwards" in n for n in rep["notes"]), rep["notes"]
-    assert rep["energy_j"] < sim.gpus.get_total_energy_consumption(0) / 1000.0 + 5e3 + 1e-6  # never inflated
+    true_j = (sim.gpus.get_total_energy_consumption(0) + removed_mj[0]) / 1000.0
+    assert 0.8 * true_j < rep["energy_j"] <= true_j + 1e-6  # the broken window counts 0 J: never inflated
 
 
 @pytest.mark.parametrize("when", ["profiling", "training"])
@@ -189,11 +193,11 @@ def test_sigterm_during_profiling_and_training(adapter, tmp_path):
         # restored at once, and never throttled again: SIGKILL may follow SIGTERM at any moment
         assert after and set(after) == {275}, (step, limits, err[-2000:])
         rep = json.loads((work / "report.json").read_text())
-        assert rep["status"] in ("interrupted", "failed"), rep["status"]
-        if adapter == "hf":  # our handler ends the process (128 + 15) at once
-            assert proc.returncode != 0 and rep["steps"] == step, (rep["steps"], err[-2000:])
-        else:  # Lightning's own handler lets the epoch finish, then raises SIGTERMException
-            assert "Received SIGTERM" in err and rep["steps"] == 20 * (step // 20 + 1)
+        assert rep["status"] == "interrupted" and rep["steps"] == step, (rep, err[-2000:])
+        if adapter == "hf":  # our handler ends the process (128 + 15)
+            assert proc.returncode == 143, err[-2000:]
+        else:  # Lightning's handler ran too and stopped the fit with its SIGTERMException
+            assert "Received SIGTERM" in err
 
 
 # ------------------------------------------------------------------ bugs inside chase-integrations

@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -174,19 +173,6 @@ def plan_budget(
     slowest_t = float(hull.time_s[-1])
     hours = max(len(intensities_g_per_kwh), math.ceil((remaining_steps * slowest_t - first_hour_s) / HOUR_S) + 2)
     ci = np.maximum(_extend(intensities_g_per_kwh, hours), 0.0)
-    _a = float(os.environ.get("BUDGET_SHRINK", "0"))
-    if _a > 0 and len(ci) > 1:
-        _ramp = os.environ.get("BUDGET_RAMP", "0") == "1"
-        m = float(ci.mean())
-        a = np.full(len(ci), _a)
-        if _ramp:
-            a = _a * np.minimum(1.0, np.arange(len(ci)) / 24.0)
-        a[0] = 0.0
-        ci = m + (1 - a) * (ci - m)
-    _rho = float(os.environ.get("BUDGET_RHO", "0"))
-    if _rho > 0:
-        w = _rho ** np.arange(len(ci))
-        ci = w * ci[0] + (1 - w) * ci
     spans = np.full(hours, HOUR_S)
     spans[0] = max(first_hour_s, 1e-9)
     proj = _Projector(ci, spans, float(remaining_steps))

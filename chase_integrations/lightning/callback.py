@@ -178,7 +178,7 @@ class ChaseCallback(Callback):
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        status = "interrupted" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "failed"
         try:
             self.report = self.session.end(status)
         except Exception:  # never let the report hide the real error
