@@ -6,7 +6,7 @@
 Evaluation windows were fixed before any evaluation run (28 days per grid, rolling origin, every
 hour forecast from the data before it only): Electricity Maps and NESO 2024-04-01, ES/NO
 2023-04-01, DACF regions 2021-10-01 (inside the Jul-Dec 2021 day-ahead file), EIA-930 2022-10-01.
-Model choices (d=1 ARIMA, Fourier K=3, 14-day window; the per-horizon combination with the
+Model choices (d=1 ARIMA on log(value + c), Fourier K=9, 14-day window; the per-horizon combination with the
 profile-reverting AR, same-hour-yesterday and persistence, weights MAE**-2 over 7 days) and the
 provider-blending weights were chosen on earlier tuning windows only (two 28-day windows per grid
 starting at the tuning start below and 56 days later, all ending before the evaluation start).

@@ -8,13 +8,21 @@ the budget policy (with and without interpolated limits) and the clairvoyant ora
 
 Intensity: Electricity Maps hourly traces, value column ``ci_direct_gco2eq_per_kwh`` (direct,
 operational emissions). Start times: ``--starts`` per grid, every 21 days from 2021-01-10 at an hour
-of day that cycles through the day. Needs the shared data folder (``CHASE_DATA_DIR``).
+of day that cycles through the day (``--tuning``: a disjoint set, 10 days later and 3 hours later in
+the day, for tuning without touching the evaluation starts). Needs the shared data folder
+(``CHASE_DATA_DIR``).
+
+The forecast-driven policies (chase, budget) run once per forecaster in ``--forecasters``; the
+references (default, static caps, zeus, oracle) once per scenario, shared by every forecaster's table.
 
 Usage:
     python bench/savings.py                      # A40 ResNet-50, V100 ResNet-50, A40 BERT (SQuAD)
+    python bench/savings.py --gpus v100 --forecasters seasonal_naive,arima
     python bench/savings.py --workloads a40-resnet50 --starts 10 --processes 2
 
-Prints one markdown table per workload and writes ``bench/results/savings-<workload>.json``.
+Prints one markdown table per workload and forecaster and writes ``bench/results/savings-<workload>.json``
+(``summary``/``per_grid``: one table per forecaster; ``rows``: every scenario, forecast-driven
+policies keyed ``<policy>@<forecaster>``).
 """
 
 from __future__ import annotations
@@ -54,10 +62,15 @@ ETAS = (0.25, 0.5, 0.75)
 STATIC_MAX_SLOWDOWN = 0.10
 
 
-def start_times(n: int) -> list[str]:
-    """``n`` start times: every 21 days from 2021-01-10, the hour of day cycling by 7 h."""
+def start_times(n: int, tuning: bool = False) -> list[str]:
+    """``n`` start times: every 21 days from 2021-01-10, the hour of day cycling by 7 h.
+
+    ``tuning``: the same cadence 10 days and 3 hours later (30-hour jobs never overlap the evaluation set).
+    """
     t0 = datetime(2021, 1, 10, tzinfo=timezone.utc)
-    return [(t0 + timedelta(days=21 * k, hours=(7 * k) % 24)).strftime("%Y-%m-%dT%H:%M:%SZ") for k in range(n)]
+    days, hours = (10, 3) if tuning else (0, 0)
+    return [(t0 + timedelta(days=21 * k + days, hours=(7 * k + hours) % 24)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            for k in range(n)]
 
 
 def static_caps(profile_csv: str, workload: str, batch_size: int) -> list[int]:
@@ -105,18 +118,27 @@ def run_one(task: dict) -> dict:
         record("zeus", policy="zeus")
     for s, watts in task["tuned_w"].items():
         record(f"tuned_static-{s}", policy="static", static_power_limit_w=watts)
-    for eta in ETAS:
-        record(f"chase-{eta}", policy="chase", eta=eta, forecaster=task["forecaster"])
     for s in BUDGETS:
-        record(f"budget-{s}", policy="budget", max_slowdown=s, forecaster=task["forecaster"])
         record(f"oracle-{s}", policy="oracle", max_slowdown=s)
-        if task["no_interp"]:
-            budget.INTERPOLATE = False
-            try:
-                record(f"budget_nointerp-{s}", policy="budget", max_slowdown=s, forecaster=task["forecaster"])
-            finally:
-                budget.INTERPOLATE = True
+    for fc in task["forecasters"]:
+        for eta in ETAS:
+            record(f"chase-{eta}@{fc}", policy="chase", eta=eta, forecaster=fc)
+        for s in BUDGETS:
+            record(f"budget-{s}@{fc}", policy="budget", max_slowdown=s, forecaster=fc)
+            if task["no_interp"]:
+                budget.INTERPOLATE = False
+                try:
+                    record(f"budget_nointerp-{s}@{fc}", policy="budget", max_slowdown=s, forecaster=fc)
+                finally:
+                    budget.INTERPOLATE = True
     return {"grid": task["grid"], "start": task["start"], "results": out}
+
+
+def for_forecaster(rows: list[dict], forecaster: str) -> list[dict]:
+    """The rows as one forecaster's run: its ``<policy>@<forecaster>`` keys without the suffix, plus the references."""
+    tag = f"@{forecaster}"
+    return [dict(r, results={k.removesuffix(tag): v for k, v in r["results"].items()
+                             if "@" not in k or k.endswith(tag)}) for r in rows]
 
 
 def summarise(rows: list[dict], caps: list[int], profile_rel: dict[int, float]) -> dict:
@@ -207,10 +229,13 @@ def markdown(name: str, table: dict, per_grid: dict, forecaster: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workloads", default="a40-resnet50,v100-resnet50,a40-bert-squad")
+    parser.add_argument("--gpus", default=None, help="only these GPUs' workloads, e.g. 'v100' or 'a40,v100'")
     parser.add_argument("--grids", default=",".join(GRIDS))
     parser.add_argument("--starts", type=int, default=50)
     parser.add_argument("--job-hours", type=float, default=30.0)
-    parser.add_argument("--forecaster", default="seasonal_naive")
+    parser.add_argument("--forecasters", "--forecaster", default="seasonal_naive",
+                        help="comma-separated: seasonal_naive, arima, persistence")
+    parser.add_argument("--tuning", action="store_true", help="the tuning start times (disjoint from the default)")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--no-interp-for", default="a40-resnet50",
                         help="workloads that also run the budget policy without interpolated limits "
@@ -223,9 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    starts = start_times(args.starts)
+    starts = start_times(args.starts, tuning=args.tuning)
     no_interp = set(args.no_interp_for.split(",")) if args.no_interp_for else set()
-    for name in args.workloads.split(","):
+    forecasters = args.forecasters.split(",")
+    names = args.workloads.split(",")
+    if args.gpus:
+        names = [n for n in names if n.split("-")[0] in args.gpus.split(",")]
+    for name in names:
         csv, workload, batch = WORKLOADS[name]
         profile_csv = str(root / csv)
         caps = static_caps(profile_csv, workload, batch)
@@ -236,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         zeus_w = zeus_power_limit(ep.step_profile(1))
         rel = {p: ep.time_per_epoch_s[p] / ep.time_per_epoch_s[ep.limits_w[-1]] for p in ep.limits_w}
         tasks = [dict(grid=g, trace=str(root / GRIDS[g]), profile=profile_csv, workload=workload, batch_size=batch,
-                      job_hours=args.job_hours, start=s, caps=caps, forecaster=args.forecaster,
+                      job_hours=args.job_hours, start=s, caps=caps, forecasters=forecasters,
                       no_interp=name in no_interp and i % 5 == 0, zeus_w=zeus_w, tuned_w=tuned_caps(ep))
                  for g in args.grids.split(",") for i, s in enumerate(starts)]
         t0 = time.perf_counter()
@@ -247,15 +276,22 @@ def main(argv: list[str] | None = None) -> int:
             pool.close()  # not terminate(): workers exit normally
             pool.join()
         elapsed = time.perf_counter() - t0
-        table = summarise(rows, caps, rel)
-        per_grid = {g: summarise([r for r in rows if r["grid"] == g], caps, rel) for g in args.grids.split(",")}
-        print(markdown(f"{name}: {workload} batch {batch}, {args.job_hours:g}-hour jobs, "
-                       f"{len(starts)} starts x {len(per_grid)} grids", table, per_grid, args.forecaster))
-        print(f"\n({len(tasks)} scenarios in {elapsed:.0f} s)\n")
-        (out_dir / f"savings-{name}.json").write_text(json.dumps({
+        tables, per_grids = {}, {}
+        for fc in forecasters:
+            view = for_forecaster(rows, fc)
+            tables[fc] = summarise(view, caps, rel)
+            per_grids[fc] = {g: summarise([r for r in view if r["grid"] == g], caps, rel)
+                             for g in args.grids.split(",")}
+            print(markdown(f"{name}: {workload} batch {batch}, {args.job_hours:g}-hour jobs, "
+                           f"{len(starts)} starts x {len(per_grids[fc])} grids", tables[fc], per_grids[fc], fc))
+            print()
+        print(f"({len(tasks)} scenarios in {elapsed:.0f} s)\n")
+        suffix = "-tuning" if args.tuning else ""
+        (out_dir / f"savings-{name}{suffix}.json").write_text(json.dumps({
             "workload": name, "profile": csv, "network": workload, "batch_size": batch, "job_hours": args.job_hours,
-            "forecaster": args.forecaster, "value_column": VALUE_COLUMN, "grids": GRIDS, "starts": starts,
-            "summary": table, "per_grid": per_grid, "rows": rows, "elapsed_s": elapsed,
+            "forecasters": forecasters, "value_column": VALUE_COLUMN, "grids": GRIDS, "starts": starts,
+            "tuning_starts": args.tuning, "command": " ".join(["python bench/savings.py", *(argv or sys.argv[1:])]),
+            "summary": tables, "per_grid": per_grids, "rows": rows, "elapsed_s": elapsed,
         }, indent=1))
     return 0
 

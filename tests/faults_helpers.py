@@ -64,7 +64,7 @@ class Outcome:
 
 
 def run(adapter: str, tmp_path: Path, callback=None, epochs: int = 3, steps: int = 20, model=None,
-        expect: type[BaseException] | tuple | None = None, **trainer_kwargs) -> Outcome:
+        expect: type[BaseException] | tuple | None = None, extra_callbacks=(), **trainer_kwargs) -> Outcome:
     """Train ``epochs`` x ``steps`` optimizer steps with ``callback`` (or none); same seed, same data.
 
     ``expect``: exception types the run may end with (recorded, not raised). ChaseWarnings are recorded.
@@ -74,7 +74,7 @@ def run(adapter: str, tmp_path: Path, callback=None, epochs: int = 3, steps: int
     from chase_integrations.errors import ChaseWarning
 
     torch.manual_seed(0)
-    callbacks = [callback] if callback is not None else []
+    callbacks = ([callback] if callback is not None else []) + list(extra_callbacks)
     error = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

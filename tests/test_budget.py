@@ -89,3 +89,42 @@ def test_no_steps_left() -> None:
 def test_needs_an_intensity() -> None:
     with pytest.raises(ValueError):
         plan_budget(PROFILE, [], 10, 1000.0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(ci=st.one_of(st.just(0.0), st.floats(0.0, 2000.0)), mu=st.one_of(st.just(0.0), st.floats(0.0, 1e7)))
+def test_weighted_limit_fn_is_the_weighted_policy(ci, mu) -> None:
+    from chase_integrations.core.budget import weighted_limit_fn
+
+    f = weighted_limit_fn(PROFILE, mu)
+    assert f(ci) == weighted_limit(PROFILE, ci, mu)
+    assert f(ci) == weighted_limit(PROFILE, ci, mu)  # memoised: the same answer again
+
+
+@settings(max_examples=60, deadline=None)
+@given(ci=intensities, first=st.floats(1.0, 3600.0), steps=st.floats(1.0, 4000.0), data=st.data())
+def test_vectorised_projection_matches_the_scalar_one(ci, first, steps, data) -> None:
+    import numpy as np
+
+    from chase_integrations.core.budget import _hull, _Projector
+
+    hull = _hull(PROFILE)
+    hours = len(ci)
+    spans = np.full(hours, 3600.0)
+    spans[0] = first
+    proj = _Projector(np.array(ci), spans, steps)
+    plans = np.array([data.draw(st.lists(st.integers(0, len(hull.time_s) - 1), min_size=hours, max_size=hours))
+                      for _ in range(3)])
+    vectorised = proj.times(hull.time_s[plans])
+    for row, idx in enumerate(plans):
+        scalar = proj.run(hull.time_s[idx], hull.energy_j[idx])[0]
+        assert abs(vectorised[row] - scalar) <= 1e-9 * scalar
+
+
+def test_hull_is_cached_by_content() -> None:
+    from chase_integrations.core.budget import _hull
+
+    same = PowerProfile({p: PROFILE.measurement(p) for p in PROFILE.limits_w})
+    assert _hull(same) is _hull(PROFILE)
+    other = PowerProfile({300: (60.0, 14100.0), 200: (64.3, 11420.0)})
+    assert _hull(other) is not _hull(PROFILE) and list(_hull(other).limits_w) == [300.0, 200.0]

@@ -213,7 +213,7 @@ def _same(a, b) -> bool:
 def test_bug_in_the_session_never_breaks_training(adapter, make_sim, tmp_path, monkeypatch, method):
     original = getattr(ChaseSession, method)
     calls = {"n": 0}
-    fail_at = 1 if method in ("start", "end") else 12  # step_end 12: profiling has set 200 W
+    fail_at = {"_decide": 2, "_record": 5, "step_end": 12}.get(method, 1)  # all after 200 W is set
 
     def buggy(self, *args, **kwargs):
         calls["n"] += 1

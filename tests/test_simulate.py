@@ -178,3 +178,26 @@ def test_real_a40_resnet_budget(shared_data: Path) -> None:
                  batch_size=256, job_hours=30, start=START, policy="budget", max_slowdown=0.05,
                  forecaster="persistence")
     assert 0.15 < r.carbon_reduction < 0.2 and r.time_increase <= 0.0505
+
+
+def test_replayed_trace_latest_matches_the_provider(trace_csv: Path) -> None:
+    """simulate()'s provider reuses the row in force; it must read exactly like TraceProvider.latest()."""
+    from chase_integrations.carbon.trace import TraceProvider
+    from chase_integrations.errors import StaleDataError
+    from chase_integrations.simulation.clock import SimulatedClock
+    from chase_integrations.simulation.simulate import _on_clock
+
+    plain = TraceProvider(trace_csv)
+    t = plain.end - timedelta(hours=6)
+    clock_a, clock_b = SimulatedClock(t), SimulatedClock(t)
+    a, b = _on_clock(plain, clock_a), TraceProvider(trace_csv, clock=clock_b)
+    for _ in range(12 * 6):  # 10-minute steps across the end of the trace, into staleness
+        for clock in (clock_a, clock_b):
+            clock.advance(600.0)
+        try:
+            expected = b.latest()
+        except StaleDataError:
+            with pytest.raises(StaleDataError):
+                a.latest()
+            continue
+        assert a.latest() == expected

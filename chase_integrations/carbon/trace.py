@@ -255,11 +255,14 @@ def _clean(frame, time_column: str, value_column: str, path: Path) -> tuple[np.n
     if dropped:
         logger.info("%s: dropped %d rows with a blank or unparsable time or value.", path.name, dropped)
     if data.empty:
-        raise ConfigurationError(f"{path.name} has no usable rows in columns {time_column!r} and {value_column!r}.")
+        raise ConfigurationError(
+            f"`path` {path.name} has no usable rows in columns {time_column!r} and {value_column!r} (`time_column`, "
+            "`value_column`): every row needs a parsable time and a numeric intensity."
+        )
     if (data["v"] < 0).any():
         bad = data.loc[data["v"] < 0].iloc[0]
         raise ConfigurationError(
-            f"{path.name}: column {value_column!r} has a negative intensity {bad['v']} at {bad['t']}; "
+            f"`value_column` {value_column!r} of {path.name} has a negative intensity {bad['v']} at {bad['t']}; "
             "carbon intensity must be >= 0 gCO2eq/kWh."
         )
     if not data["t"].is_monotonic_increasing:

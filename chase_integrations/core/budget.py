@@ -80,7 +80,22 @@ class _Hull:
     savings_j_per_s: np.ndarray  # s_k between vertex k-1 and k (len = vertices - 1), decreasing
 
 
+_HULLS: dict[tuple, _Hull] = {}
+_HULLS_MAX = 64
+
+
 def _hull(profile: PowerProfile) -> _Hull:
+    """The profile's lower convex hull, cached by content (decisions rebuild equal profiles each time)."""
+    key = tuple((p, profile.time_per_step_s(p), profile.energy_per_step_j(p)) for p in profile.limits_w)
+    hull = _HULLS.get(key)
+    if hull is None:
+        if len(_HULLS) >= _HULLS_MAX:
+            _HULLS.clear()
+        hull = _HULLS[key] = _build_hull(profile)
+    return hull
+
+
+def _build_hull(profile: PowerProfile) -> _Hull:
     points = sorted(
         ((profile.time_per_step_s(p), profile.energy_per_step_j(p), p) for p in profile.limits_w),
         key=lambda x: (x[0], x[1], -x[2]),
@@ -100,7 +115,43 @@ def _hull(profile: PowerProfile) -> _Hull:
     t = np.array([h[0] for h in hull])
     e = np.array([h[1] for h in hull])
     savings = (e[:-1] - e[1:]) / np.maximum(t[1:] - t[:-1], 1e-300)
-    return _Hull(np.array([float(h[2]) for h in hull]), t, e, savings)
+    arrays = (np.array([float(h[2]) for h in hull]), t, e, savings)
+    for a in arrays:
+        a.flags.writeable = False  # shared through the cache
+    return _Hull(*arrays)
+
+
+def weighted_limit_fn(profile: PowerProfile, mu: float):
+    """``ci -> weighted_limit(profile, ci, mu)``, exactly (same costs, same ties), memoised per intensity.
+
+    The footprint prediction asks for the limit of every forecast hour in several scenarios at each
+    decision; this evaluates the same ``CI·e(p) + μ·t(p)`` over precomputed per-limit values.
+
+    Example:
+        >>> prof = PowerProfile({300: (1.0, 235.0), 250: (1.005, 216.0), 200: (1.07, 190.0)})
+        >>> f = weighted_limit_fn(prof, 1000.0)
+        >>> f(500.0), f(0.0)
+        (200, 300)
+    """
+    rows = [(p, profile.energy_per_step_j(p), profile.time_per_step_s(p))
+            for p in sorted(profile.limits_w, reverse=True)]
+    memo: dict[float, int] = {}
+    isfinite = math.isfinite
+
+    def limit_for(ci: float) -> int:
+        limit = memo.get(ci)
+        if limit is not None:
+            return limit
+        best_limit, best_cost = rows[0][0], math.inf
+        for p, e, t in rows:  # policies._argmin: ties keep the higher limit
+            c = ci * e + mu * t
+            if c < best_cost - 1e-12 * max(1.0, abs(best_cost) if isfinite(best_cost) else 1.0):
+                best_limit, best_cost = p, c
+        if len(memo) < 4096:
+            memo[ci] = best_limit
+        return best_limit
+
+    return limit_for
 
 
 def _extend(intensities: Sequence[float], hours: int) -> np.ndarray:
@@ -137,6 +188,21 @@ class _Projector:
         time_s = float(self.spans_s[:last].sum() + rest * t[last])
         carbon = float(np.dot(per_hour[:last] * e[:last], self.ci[:last]) + rest * e[last] * self.ci[last])
         return time_s, carbon / _J_PER_KWH
+
+    def times(self, t: np.ndarray) -> np.ndarray:
+        """Time of the remaining steps for each row of per-hour times ``t`` (plans by hours), vectorised."""
+        per_hour = self.spans_s[None, :] / t
+        done = np.cumsum(per_hour, axis=1)
+        target = self.steps - 1e-9
+        last = (done < target).sum(axis=1)  # searchsorted(done, target) per row
+        rows = np.arange(len(t))
+        inside = last < t.shape[1]
+        at = np.minimum(last, t.shape[1] - 1)
+        before = np.where(last > 0, done[rows, np.maximum(last - 1, 0)], 0.0)
+        spans_before = np.concatenate(([0.0], np.cumsum(self.spans_s)))
+        inside_time = spans_before[at] + (self.steps - before) * t[rows, at]
+        beyond_time = spans_before[-1] + (self.steps - done[:, -1]) * t[:, -1]
+        return np.where(inside, inside_time, beyond_time)
 
 
 def plan_budget(
@@ -196,15 +262,11 @@ def plan_budget(
         return BudgetPlan(int(hull.limits_w[free_idx[0]]), 0.0, free[0], free[1], True,
                           _schedule(hull, free_idx, proj))
     # smallest breakpoint whose plan fits; the plan just below it does not
-    breaks = np.unique(rates[rates > 0])
-    lo, hi = -1, len(breaks) - 1  # breaks[hi] is feasible (at the largest break every hour is fastest)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if project(choice(float(breaks[mid])))[0] <= remaining_time_s:
-            hi = mid
-        else:
-            lo = mid
-    mu = float(breaks[hi])
+    # (the projected time falls as μ grows: every breakpoint's plan at once, then the first that fits)
+    breaks = np.unique(rates[rates > 0])  # the largest is feasible (every hour is fastest there)
+    plans = (rates[None, :, :] > breaks[:, None, None]).sum(axis=2)  # breakpoints by hours
+    fits = proj.times(hull.time_s[plans]) <= remaining_time_s
+    mu = float(breaks[int(np.argmax(fits)) if fits.any() else len(breaks) - 1])
     idx = choice(mu)
     result = project(idx)
     if not interpolate:

@@ -11,12 +11,12 @@ import math
 from datetime import datetime, timedelta
 
 from chase_integrations.carbon.reading import IntensityReading
-from chase_integrations.core.budget import plan_budget
+from chase_integrations.core.budget import plan_budget, weighted_limit_fn
 from chase_integrations.core.config import ChaseConfig
 from chase_integrations.core.footprint import predict_footprint
 from chase_integrations.core.intensity import IntensitySource, time_weighted_mean
 from chase_integrations.core.ledger import Ledger
-from chase_integrations.core.policies import chase_limit, weighted_limit
+from chase_integrations.core.policies import chase_limit
 from chase_integrations.core.profile import PowerProfile
 from chase_integrations.errors import ConfigurationError
 from chase_integrations.forecast import make_forecaster
@@ -43,6 +43,7 @@ class Decider:
         self._said_rolling = False
         self.last_plan = None
         self.last_bands: tuple[list[float], list[float]] = ([], [])
+        self._restricted: tuple[PowerProfile, tuple[int, ...], PowerProfile] | None = None
 
     # ------------------------------------------------------------------ forecast
     def _feed_forecaster(self, latest: IntensityReading | None) -> None:
@@ -140,23 +141,21 @@ class Decider:
         limit = current_limit_w
         candidates_w = [w for w in candidates_w if profile is not None and w in profile]
         usable = bool(candidates_w)
+        prof = self._restrict(profile, candidates_w) if usable else None
         if cfg.policy == "static":
             limit = cfg.static_power_limit_w
         elif cfg.policy == "monitor" or not usable or forecast is None:
             limit = None if cfg.policy == "monitor" else current_limit_w
         elif cfg.policy == "chase":
-            prof = profile.restricted(candidates_w)
             seen = [*self.intensity.known_values(24), forecast]
             ci_max = cfg.max_intensity_g_per_kwh or max(seen)
             limit = chase_limit(prof, forecast, cfg.eta, ci_max)
         elif cfg.policy == "budget":
-            limit = self._budget(profile.restricted(candidates_w), outlook, now, ledger, remaining_steps)
+            limit = self._budget(prof, outlook, now, ledger, remaining_steps)
 
         prediction = None
         if usable and remaining_steps is not None and outlook:
-            prediction = self._predict(
-                profile.restricted(candidates_w), outlook, now, ledger, remaining_steps, limit, current_limit_w
-            )
+            prediction = self._predict(prof, outlook, now, ledger, remaining_steps, limit, current_limit_w)
 
         steps_until_next = None
         if cfg.decision_interval_s:
@@ -186,11 +185,7 @@ class Decider:
         cfg = self.config
         if cfg.policy == "budget" and self.last_plan is not None:
             mu = self.last_plan.mu
-            limit_for = (
-                (lambda ci: weighted_limit(profile, ci, mu))
-                if math.isfinite(mu)
-                else (lambda ci: profile.default_limit_w)
-            )
+            limit_for = weighted_limit_fn(profile, mu) if math.isfinite(mu) else (lambda ci: profile.default_limit_w)
         elif cfg.policy == "chase":
             seen = self.intensity.known_values(24) + list(outlook[:1])
             ci_max = cfg.max_intensity_g_per_kwh or max(seen)
@@ -217,6 +212,14 @@ class Decider:
         except Exception as e:  # a prediction must never stop training
             logger.debug("Footprint prediction failed: %s", e)
             return None
+
+    def _restrict(self, profile: PowerProfile, candidates_w: list[int]) -> PowerProfile:
+        """``profile.restricted(candidates_w)``, rebuilt only when the profile or the candidates change."""
+        key = tuple(candidates_w)
+        cached = self._restricted
+        if cached is None or cached[0] is not profile or cached[1] != key:
+            cached = self._restricted = (profile, key, profile.restricted(candidates_w))
+        return cached[2]
 
     def _budget(
         self, profile: PowerProfile, outlook: list[float], now: datetime, ledger: Ledger, remaining_steps: int | None

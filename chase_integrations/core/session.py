@@ -345,6 +345,15 @@ class ChaseSession:
         self.broken = True
         self.mode = "disabled"
         self.restore()
+        if where == "end":  # the failure was in end() itself: still leave a report
+            self.ended = True
+            if self.status == "running":
+                self.status = "finished"
+        if self.ended and self.config.report_path and self.rank == 0:
+            try:
+                write_report(self.report(), self.config.report_path)
+            except Exception:
+                logger.exception("chase: could not write the run report")
 
     def restore(self) -> list[str]:
         """Restore every owned GPU's original limit (idempotent; never raises)."""

@@ -69,6 +69,16 @@ def load_gpu_profile(path: str | Path, workload: str, batch_size: int, optimizer
         raise ConfigurationError(
             f"`gpu_profile` {path.name} lacks the Zeus trace columns {missing}; expected {list(ZEUS_TRACE_COLUMNS)}."
         )
+    if frame.empty:
+        raise ConfigurationError(f"`gpu_profile` {path.name} has a header but no rows.")
+    values = frame[["power_limit", "time_per_epoch", "average_power"]].apply(pd.to_numeric, errors="coerce")
+    bad = values.isna().any(axis=1) | (values <= 0).any(axis=1)
+    if bad.any():
+        row = frame.loc[bad].iloc[0]
+        raise ConfigurationError(
+            f"`gpu_profile` {path.name} row {int(bad.idxmax()) + 2}: power_limit, time_per_epoch and average_power "
+            f"must be numbers > 0, got {row['power_limit']!r}, {row['time_per_epoch']!r}, {row['average_power']!r}."
+        )
     if not isinstance(workload, str) or "/" not in workload:
         raise ConfigurationError.invalid("workload", workload, "'dataset/network', e.g. 'imagenet/resnet50'")
     dataset, network = workload.split("/", 1)

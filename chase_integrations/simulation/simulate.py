@@ -33,12 +33,15 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from chase_integrations.carbon.trace import TraceProvider
+import numpy as np
+
+from chase_integrations.carbon.reading import IntensityReading
+from chase_integrations.carbon.trace import _STALE_AFTER_S, TraceProvider
 from chase_integrations.core.collective import LocalCollective
 from chase_integrations.core.config import ChaseConfig
 from chase_integrations.core.ledger import carbon_g
@@ -167,7 +170,12 @@ def simulate(
     if steps_per_epoch is None:
         steps_per_epoch = max(1, round(epoch.time_per_epoch_s[hi] / float(step_s)))
     provider = _trace(trace, trace_value_column, trace_time_column)
-    start_dt = parse_utc(start)
+    try:
+        if not isinstance(start, (str, datetime)):
+            raise TypeError(type(start).__name__)
+        start_dt = parse_utc(start)
+    except (TypeError, ValueError):
+        raise ConfigurationError.invalid("start", start, "an ISO-8601 time such as '2023-03-01T00:00:00Z'") from None
     if not provider.start <= start_dt <= provider.end:
         raise ConfigurationError.invalid(
             "start", start, f"a time within the trace ({provider.start.isoformat()} to {provider.end.isoformat()})"
@@ -356,7 +364,34 @@ def _on_clock(provider: TraceProvider, clock) -> TraceProvider:
     """The same parsed trace replayed on another clock (parsing a multi-year CSV takes ~50 ms)."""
     bound = copy.copy(provider)
     bound._clock = clock
+    if type(provider) is TraceProvider:
+        bound.__class__ = _ReplayTrace
+        bound._row = None
     return bound
+
+
+class _ReplayTrace(TraceProvider):
+    """A :class:`TraceProvider` whose ``latest()`` reuses the row while the clock stays inside it.
+
+    The engine reads the latest row several times per decision; the simulated clock only moves forward,
+    so the row in force is usually the one found last time (same reading, same staleness rule).
+    """
+
+    def latest(self) -> IntensityReading:
+        """See :meth:`TraceProvider.latest`."""
+        row = self._row
+        if row is not None:
+            now_s = self._clock.now().timestamp()
+            lo_s, hi_s, reading = row
+            if lo_s <= now_s < hi_s:
+                return reading
+        reading = super().latest()
+        i = int(np.searchsorted(self._times_s, reading.time.timestamp(), side="right")) - 1
+        if 0 <= i < len(self._times_s) - 1:
+            # fresh until the next row starts, or until it would be stale (whichever comes first)
+            stale_s = self._times_s[i] + max(_STALE_AFTER_S, 2 * self.resolution_s)
+            self._row = (float(self._times_s[i]), float(min(self._times_s[i + 1], stale_s)), reading)
+        return reading
 
 
 class _MemoProfile(PowerProfile):
