@@ -87,9 +87,8 @@ def run(adapter: str, tmp_path: Path, callback=None, epochs: int = 3, steps: int
                 t.fit(model, loader(steps))
                 done = t.global_step
             else:
-                from tests.hf_helpers import hf_trainer
-
                 from chase_integrations.huggingface.demo import TinyRegressor
+                from tests.hf_helpers import hf_trainer
 
                 model = model if model is not None else TinyRegressor()
                 t = hf_trainer(callbacks, tmp_path, model=model, steps=steps, epochs=epochs, **trainer_kwargs)

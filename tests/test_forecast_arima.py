@@ -200,7 +200,8 @@ def test_external_forecast_blend(forecaster):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [({"window_h": 10}, "window_h"), ({"criterion": "mse"}, "criterion"), ({"external_weight": -1}, "external"),
-     ({"d": 2}, "d"), ({"score_days": 0.5}, "score_days"), ({"combine_power": 0}, "combine_power")],
+     ({"d": 2}, "d"), ({"score_days": 0.5}, "score_days"), ({"combine_power": 0}, "combine_power"),
+     ({"estimator": "r"}, "estimator"), ({"fit_time_cap_s": 0}, "fit_time_cap_s")],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ConfigurationError, match=match):
@@ -223,6 +224,97 @@ def test_import_does_not_pull_statsmodels():
     code = "import chase_integrations, chase_integrations.forecast.arima, sys; print('statsmodels' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_statsmodels_is_the_default_and_appends_between_refits():
+    readings = series(5 * 24 + 3, noise=10.0)
+    f = ArimaForecaster(window_h=5 * 24, refit_every_h=24)
+    f.fit(readings[: 5 * 24], wait=True)
+    assert f.estimator == "statsmodels" and f.last_estimator == "statsmodels"
+    assert f.fits_by_estimator == {"statsmodels": 1} and f._model.results is not None
+    first_fit = f.last_fit_s
+    for r in readings[5 * 24 :]:
+        f.update(r)
+        f.wait()
+    assert f.last_fit_s == first_fit and f.last_append_s is not None  # appended (refit=False), not refitted
+    path = f._path
+    assert path is not None and path.model is f._model and path.origin_h == f._buffer.last_h
+    assert len(f._model.results.model.endog) == 5 * 24  # the refit's results; appends are new objects
+    # replay (scoring) uses the Kalman paths; at the refit's last hour they equal statsmodels' forecast
+    from chase_integrations.forecast._statsmodels import kalman_paths
+
+    base = f._model.results
+    replayed = kalman_paths(base, np.array([5 * 24 - 1, 5 * 24 - 30]), 24)
+    assert replayed[0] == pytest.approx(np.asarray(base.forecast(24)), abs=1e-9)
+    values, first_h = f._buffer.values(), f._buffer.first_h
+    expected = f._model_forecast(f._model, values, first_h, 24, 0.2, path.z[None, :24])[0]
+    assert [r.g_per_kwh for r in f.predict(24)] == pytest.approx(np.maximum(expected, 0.0).tolist())
+    f.close()
+
+
+def test_statsmodels_over_its_cap_or_failing_falls_back_to_numpy(monkeypatch):
+    history = series(5 * 24)
+    slow = ArimaForecaster(window_h=5 * 24, fit_time_cap_s=1e-9)
+    slow.fit(history, wait=True)
+    assert slow.fallback_reason is None and slow._model.results is None
+    assert slow.last_estimator.startswith("numpy (statsmodels failed: FitTimeout")
+    assert slow.fits_by_estimator == {"numpy fallback": 1}
+    slow.update(IntensityReading(T0 + timedelta(hours=5 * 24), 190.0))
+    slow.wait()
+    assert slow.last_append_s is None and len(slow.predict(24)) == 24  # NumPy recursion, no append
+    slow.close()
+
+    from chase_integrations.forecast import _statsmodels
+
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("LU decomposition error")
+
+    monkeypatch.setattr(_statsmodels, "fit_arima", broken)
+    failing = ArimaForecaster(window_h=5 * 24)
+    failing.fit(history, wait=True)
+    assert failing.fallback_reason is None
+    assert failing.last_estimator == "numpy (statsmodels failed: LinAlgError: LU decomposition error)"
+    failing.close()
+
+
+def test_numpy_estimator_matches_and_never_imports_statsmodels():
+    code = (
+        "import sys, math\n"
+        "from datetime import datetime, timedelta, timezone\n"
+        "from chase_integrations.carbon.reading import IntensityReading\n"
+        "from chase_integrations.forecast.arima import ArimaForecaster\n"
+        "t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)\n"
+        "h = [IntensityReading(t0 + timedelta(hours=i), 200 + 50 * math.sin(i / 3.8)) for i in range(120)]\n"
+        "f = ArimaForecaster(estimator='numpy')\n"
+        "f.fit(h[:-1], wait=True); f.update(h[-1]); f.wait(); f.predict(24); f.close()\n"
+        "print(f.last_estimator, f.fits_by_estimator, 'statsmodels' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "numpy {'numpy': 1} False"
+
+
+def test_statsmodels_import_and_calls_leave_global_warning_filters_alone():
+    # a fresh interpreter: statsmodels' import adds global "always" filters, which must not leak
+    code = (
+        "import sys, math, warnings\n"
+        "from datetime import datetime, timedelta, timezone\n"
+        "from chase_integrations.carbon.reading import IntensityReading\n"
+        "from chase_integrations.forecast.arima import ArimaForecaster\n"
+        "warnings.simplefilter('always')\n"
+        "before = list(warnings.filters)\n"
+        "t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)\n"
+        "h = [IntensityReading(t0 + timedelta(hours=i), max(0.0, 20 + 80 * math.sin(i / 3.8) + (i * 7919 % 13)))"
+        " for i in range(124)]\n"
+        "f = ArimaForecaster(window_h=96)\n"
+        "lazy = 'statsmodels' not in sys.modules\n"
+        "f.fit(h[:-4], wait=True)\n"
+        "for r in h[-4:]: f.update(r)\n"
+        "f.wait(); f.predict_interval(48); f.close()\n"
+        "print(lazy, f.last_estimator, 'statsmodels' in sys.modules, list(warnings.filters) == before)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True statsmodels True True"
+    assert "Warning" not in out.stderr
 
 
 def test_sine_reference_value():

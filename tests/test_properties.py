@@ -6,6 +6,7 @@ is never slower) and arbitrary energy per step, so dominated and noisy limits oc
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from datetime import datetime, timedelta, timezone
@@ -66,7 +67,7 @@ def test_limit_never_rises_as_forecast_rises(profile, ci, eta, max_ci, mu):
     ordered = sorted(ci)
     for pick in (lambda c: weighted_limit(profile, c, mu), lambda c: chase_limit(profile, c, eta, max_ci)):
         limits = [pick(c) for c in ordered]
-        assert all(a >= b for a, b in zip(limits, limits[1:])), (ordered, limits)
+        assert all(a >= b for a, b in itertools.pairwise(limits)), (ordered, limits)
 
 
 @settings(max_examples=80, deadline=None)

@@ -331,7 +331,8 @@ class ChaseSession:
         """
         from chase_integrations.errors import ChaseError
 
-        if self.config.strict or self._collective.world_size > 1 or (where == "start" and isinstance(error, ChaseError)):
+        on_purpose = where == "start" and isinstance(error, ChaseError)
+        if self.config.strict or self._collective.world_size > 1 or on_purpose:
             raise error
         self.internal_errors += 1
         self.notes.append(f"internal error in {where}: {type(error).__name__}: {error}")

@@ -3,8 +3,9 @@
 Components, each a forecast of every horizon from every origin, computed with fixed parameters
 from the hourly values alone (so that past origins can be replayed exactly):
 
-0. ``arima``: daily Fourier profile + ARIMA(p, 1, q) on the standardized residuals
-   (Hannan-Rissanen, order by AIC); today's deviation from the profile persists.
+0. ``arima``: daily Fourier profile + ARIMA(p, 1, q) on the standardized residuals (order by AIC;
+   parameters from statsmodels or the NumPy Hannan-Rissanen fit, see ``fit_parts``); today's
+   deviation from the profile persists.
 1. ``ar_profile``: the same profile + AR(p) on the residuals (least squares); deviations decay
    back to the profile.
 2. ``same_hour_yesterday``: the value 24 h before the target (48 h for hours 25..48, ...).
@@ -16,6 +17,7 @@ fresh parameters) and, per horizon, weighted by their inverse recent MAE to the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,12 +57,18 @@ def design(hours: np.ndarray, fourier_k: int) -> np.ndarray:
     return ones if terms is None else np.concatenate([ones, terms], axis=1)
 
 
+# (z, d, min_p) -> (phi, theta, sigma2, (p, q)): fits ARIMA(p, d, q) to the standardized residuals z
+ArmaFit = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray, float, tuple[int, int]]]
+
+
 def fit_parts(values: np.ndarray, first_h: int, d: int, max_p: int, max_q: int, fourier_k: int,
-              half_life_h: float | None, criterion: str, log: bool = True) -> Parts:
+              half_life_h: float | None, criterion: str, log: bool = True, arma: ArmaFit | None = None) -> Parts:
     """Stage 1: the daily profile by (recency-weighted) least squares; stage 2: the residual models.
 
     With ``log``, both are fitted to ``log(value + c)``, ``c = max(1, 0.2 * median)``: the
     additive offset keeps zeros finite and damps the relative swings of near-zero grids.
+    ``arma`` fits the ARIMA component to the standardized residuals (``z, d, min_p``); ``None``
+    uses the NumPy Hannan-Rissanen regressions on ``diff(z, d)`` (``_arma.fit_arma``).
     """
     offset = max(1.0, 0.2 * float(np.median(values))) if log else None
     values = _to_model(offset, values)
@@ -73,16 +81,28 @@ def fit_parts(values: np.ndarray, first_h: int, d: int, max_p: int, max_q: int, 
     residual = y - x @ beta
     scale = float(np.std(residual)) or 1.0
     z = residual / scale
-    series = np.diff(z, n=d) if d else z
-    phi, theta, sigma2, (p, q) = fit_arma(series, 0 if d else 1, max_p, max_q, criterion)
+    if arma is None:
+        series = np.diff(z, n=d) if d else z
+        phi, theta, sigma2, (p, q) = fit_arma(series, 0 if d else 1, max_p, max_q, criterion)
+    else:
+        phi, theta, sigma2, (p, q) = arma(z, d, 0 if d else 1)
     phi0, sigma2_0, _ = fit_ar_ols(z, 3)
     return Parts(beta, scale, bounds, fourier_k, (p, d, q), phi, theta, sigma2, phi0, sigma2_0, offset)
 
 
-def components(parts: Parts, values: np.ndarray, first_h: int, origins: np.ndarray, horizon: int) -> np.ndarray:
+def standardized(parts: Parts, values: np.ndarray, first_h: int) -> np.ndarray:
+    """The standardized profile residuals ``z`` of ``values`` (hours ``first_h ...``) that the ARIMA models."""
+    profile = design(np.arange(first_h, first_h + len(values)), parts.fourier_k) @ parts.beta
+    return (np.clip(_to_model(parts, values), *parts.bounds) - profile) / parts.scale
+
+
+def components(parts: Parts, values: np.ndarray, first_h: int, origins: np.ndarray, horizon: int,
+               arima_z: np.ndarray | None = None) -> np.ndarray:
     """Forecasts of every component, shape ``(len(origins), horizon, len(COMPONENTS))``.
 
     ``origins`` index ``values`` (the last value known); target of step ``k`` is ``origin + k``.
+    ``arima_z`` (``(len(origins), horizon)``), when given, replaces the ARIMA component's own
+    recursion for ``z`` (a statsmodels forecast from the same origins).
     """
     origins = np.asarray(origins, dtype=np.int64)
     n = len(values)
@@ -92,7 +112,9 @@ def components(parts: Parts, values: np.ndarray, first_h: int, origins: np.ndarr
     steps = np.arange(1, horizon + 1)
     target = origins[:, None] + steps[None, :]
     out = np.empty((len(origins), horizon, len(COMPONENTS)))
-    if parts.order[1] >= 1:
+    if arima_z is not None:
+        zhat = np.asarray(arima_z, dtype=float)
+    elif parts.order[1] >= 1:
         dz = np.diff(z)
         e = innovations(dz, parts.phi, parts.theta)
         zhat = z[origins][:, None] + np.cumsum(paths(dz, e, parts.phi, parts.theta, origins - 1, horizon), axis=1)
@@ -110,11 +132,13 @@ def components(parts: Parts, values: np.ndarray, first_h: int, origins: np.ndarr
     return np.maximum(out, 0.0)
 
 
-def replay(parts: Parts, values: np.ndarray, first_h: int, horizon: int, days: float):
+def replay(parts: Parts, values: np.ndarray, first_h: int, horizon: int, days: float,
+           arima_z: Callable[[np.ndarray, int], np.ndarray] | None = None):
     """Component forecasts and actuals for targets in the last ``days`` days (rolling origin).
 
     Returns ``(forecasts (n, horizon, C), actual (n, horizon))`` with ``nan`` actuals where the
-    target is outside the scored span or not yet seen.
+    target is outside the scored span or not yet seen. ``arima_z(origins, horizon)``, when given,
+    supplies the ARIMA component's ``z`` paths (see :func:`components`).
     """
     n = len(values)
     span = int(days * 24)
@@ -122,7 +146,7 @@ def replay(parts: Parts, values: np.ndarray, first_h: int, horizon: int, days: f
     origins = np.arange(first, n - 1)
     if len(origins) == 0:
         return np.zeros((0, horizon, len(COMPONENTS))), np.zeros((0, horizon))
-    fc = components(parts, values, first_h, origins, horizon)
+    fc = components(parts, values, first_h, origins, horizon, None if arima_z is None else arima_z(origins, horizon))
     target = origins[:, None] + np.arange(1, horizon + 1)[None, :]
     ok = (target <= n - 1) & (target >= n - span)
     actual = np.where(ok, values[np.minimum(target, n - 1)], np.nan)

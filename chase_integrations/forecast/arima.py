@@ -5,8 +5,11 @@ Model (chosen by measurement on tuning windows that precede every evaluation win
 
 * a daily profile (a constant and ``fourier_k=9`` sine/cosine pairs of the 24 h cycle, least
   squares) and ARIMA(p, 1, q) on the standardized profile residuals, p in 0..2 and q in 0..1 by
-  AIC (Hannan-Rissanen regressions, NumPy: ``_arma.py``), both fitted to ``log(value + c)``,
-  ``c = max(1, 0.2 x median)``;
+  AIC, both fitted to ``log(value + c)``, ``c = max(1, 0.2 x median)``. The ARIMA is estimated
+  with ``estimator="statsmodels"`` (default): ``statsmodels.tsa.arima.model.ARIMA``, fitted by
+  ``innovations_mle`` (``_statsmodels.py``), or with ``estimator="numpy"``: Hannan-Rissanen
+  regressions in NumPy (``_arma.py``), milliseconds per refit and no statsmodels import -- the
+  fast option for constrained or overloaded machines;
 * per horizon, a combination of four forecasts -- that ARIMA, the profile plus an AR(p) that
   decays back to it (d=0), same-hour-yesterday and persistence -- weighted by their inverse MAE
   squared over rolling origins in the last ``score_days=7`` days, replayed at each refit with the
@@ -21,15 +24,28 @@ component did no better at 24 h; 3 vs 7 scoring days made little difference; wit
 was met on 17 and 17 (NO 1.2 x persistence instead of 1.0-1.06). A sharper profile,
 ``fourier_k`` 3 -> 6 -> 9 (11 no better), cut the median 1 h ratio from 0.73 to 0.70 and 0.68
 (solar grids most: EM US-CAL-CISO 0.62 -> 0.41) and met 24 h on 21 and 17 grids; AR orders up
-to 4 changed nothing. statsmodels' state-space fit took 1-36 s per refit on the
-loaded 2-core machine (target 2 s) and its ``append`` pushed updates to 41-70 ms (target 50 ms); this fit
-takes milliseconds and no statsmodels is imported. Forecasts recompute the components from the
-hourly buffer (about a millisecond); ``update`` stores the reading and schedules a due refit.
+to 4 changed nothing (these choices were measured with the NumPy estimator).
 
-Refits run on a single worker thread: :meth:`fit` and :meth:`update` return at once and
-:meth:`predict` uses the last finished model, or a seasonal-naive / persistence baseline before
-the first fit finishes (``fallback_reason`` says why). :meth:`wait` blocks until pending fits are
-done, for tests, simulations and backtests. The fit is pure NumPy and changes no warning filters.
+statsmodels: the default state-space (L-BFGS) fit took 1-36 s per refit on the loaded 2-core
+machine; ``innovations_mle`` without standard errors finds the same orders and parameters in
+0.3-0.7 CPU s for the whole 6-order grid. A grid still running after ``fit_time_cap_s`` CPU
+seconds (checked between orders) or a failing fit falls back to the NumPy estimator for that
+refit (``last_estimator`` says which estimator produced the model in use, and why). The
+combination weights are scored by replaying the components with the fitted parameters in
+NumPy (``_combine.replay``); with statsmodels, the ARIMA component's paths from those origins come
+from its Kalman filter's predicted states (``_statsmodels.kalman_paths``), the forecasts it makes.
+
+Refits and appends run on a single worker thread: :meth:`fit` and :meth:`update` return at once
+and :meth:`predict` uses the last finished model, or a seasonal-naive / persistence baseline
+before the first fit finishes (``fallback_reason`` says why). Between refits (every
+``refit_every_h`` new hours) :meth:`update` schedules ``results.append(new, refit=False)`` of
+the hours since the refit on the worker (a few ms; ``last_append_s``), which also caches the
+statsmodels forecast of the ARIMA component from the newest hour; :meth:`predict` uses it (until
+the append has run, the one from the last appended hour). The other components are recomputed
+from the hourly buffer (about a millisecond). :meth:`wait` blocks until pending fits and appends are done, for tests,
+simulations and backtests. statsmodels is imported on the worker at the first fit and all its
+calls run inside ``warnings.catch_warnings()`` (see ``_statsmodels.py``), so the caller's
+warning filters are unchanged; ``import chase_integrations`` does not import it.
 
 Example:
     >>> import math
@@ -62,7 +78,16 @@ import numpy as np
 
 from chase_integrations.carbon.reading import IntensityReading
 from chase_integrations.errors import ConfigurationError
-from chase_integrations.forecast._combine import COMPONENTS, Parts, components, fit_parts, model_sd, replay, weights
+from chase_integrations.forecast._combine import (
+    COMPONENTS,
+    Parts,
+    components,
+    fit_parts,
+    model_sd,
+    replay,
+    standardized,
+    weights,
+)
 from chase_integrations.forecast.base import Forecaster
 from chase_integrations.forecast.baselines import HourlyBuffer, baseline_forecast
 
@@ -70,6 +95,8 @@ logger = logging.getLogger(__name__)
 
 _Z_BY_ALPHA: dict[float, float] = {}
 _SCORE_H = 48  # horizons scored (and weighted separately) at each refit
+_SM_HORIZON = 168  # hours of the cached statsmodels forecast; longer predictions use the NumPy recursion
+ESTIMATORS = ("statsmodels", "numpy")
 
 
 @dataclass(frozen=True)
@@ -94,6 +121,17 @@ class _Fitted:
     parts: Parts
     weights: np.ndarray  # (score horizon, component) combination weights
     sd: np.ndarray  # (score horizon,) forecast-error standard deviation of the combination
+    results: object | None = None  # statsmodels ARIMAResults of the refit (None: NumPy estimator)
+    end_h: int | None = None  # absolute hour of the last value in ``results``
+
+
+@dataclass(frozen=True)
+class _Path:
+    """The statsmodels forecast of the ARIMA component's ``z`` from ``origin_h`` (after an append)."""
+
+    model: _Fitted
+    origin_h: int
+    z: np.ndarray
 
 
 class ArimaForecaster(Forecaster):
@@ -119,12 +157,26 @@ class ArimaForecaster(Forecaster):
         combine_power: Weights are proportional to ``MAE ** -combine_power`` per horizon.
         log: Fit the profile and residual models to ``log(value + c)``, ``c = max(1, 0.2 x median)``
             (damps the relative swings of near-zero grids such as NO); ``False`` fits the values.
+        estimator: ``"statsmodels"`` (default): the ARIMA component is
+            ``statsmodels.tsa.arima.model.ARIMA`` (``innovations_mle``), updated between refits by
+            ``results.append(new, refit=False)``; ``"numpy"``: Hannan-Rissanen regressions in
+            NumPy, milliseconds per refit and no statsmodels import -- the fast option for
+            constrained or overloaded machines.
+        fit_time_cap_s: CPU seconds (of the worker thread) the statsmodels order search may take;
+            past it, checked between orders, that refit uses the NumPy estimator instead.
 
     Attributes:
         fallback_reason: ``None`` when forecasts come from a fitted model, else why a baseline is used.
         weights: Combination weights of the model in use, ``{component: [weight per horizon]}``.
         order: The (p, d, q) of the ARIMA component in use, or ``None``.
         last_fit_s: Wall time of the last refit in seconds (including the order search).
+        last_fit_cpu_s: CPU time of the worker thread in the last refit (the part that does not
+            grow with machine load), in seconds.
+        last_estimator: ``"statsmodels"`` or ``"numpy"`` for the last finished refit, or
+            ``"numpy (statsmodels failed: ...)"`` when statsmodels failed or ran past its cap.
+        fits_by_estimator: Count of finished refits by estimator (``"statsmodels"``, ``"numpy"``,
+            ``"numpy fallback"``).
+        last_append_s: Wall time of the last ``append`` and forecast on the worker, in seconds.
     """
 
     name = "arima"
@@ -146,6 +198,8 @@ class ArimaForecaster(Forecaster):
         score_days: float = 7.0,
         combine_power: float = 2.0,
         log: bool = True,
+        estimator: str = "statsmodels",
+        fit_time_cap_s: float = 2.0,
     ) -> None:
         for arg, value, low in (("window_h", window_h, 48), ("refit_every_h", refit_every_h, 1),
                                 ("min_history_h", min_history_h, 24), ("max_p", max_p, 0),
@@ -167,6 +221,11 @@ class ArimaForecaster(Forecaster):
             raise ConfigurationError.invalid("criterion", criterion, "'aic' or 'bic'")
         if not 0.0 <= external_weight <= 1.0:
             raise ConfigurationError.invalid("external_weight", external_weight, "a number in [0, 1]")
+        if estimator not in ESTIMATORS:
+            raise ConfigurationError.invalid("estimator", estimator, "'statsmodels' or 'numpy'")
+        if not fit_time_cap_s > 0:
+            raise ConfigurationError.invalid("fit_time_cap_s", fit_time_cap_s, "a positive number of seconds")
+        self.estimator, self.fit_time_cap_s = estimator, float(fit_time_cap_s)
         self.window_h, self.refit_every_h, self.min_history_h = window_h, refit_every_h, min_history_h
         self.max_p, self.max_q, self.fourier_k, self.criterion = max_p, max_q, fourier_k, criterion
         self.d, self.half_life_h = d, half_life_h
@@ -181,12 +240,19 @@ class ArimaForecaster(Forecaster):
         self._generation = 0
         self._hours_since_fit = 0
         self._rerun = False  # a fit was asked for while one was running
+        self._path: _Path | None = None  # statsmodels forecast from the newest appended hour
+        self._append_future: Future | None = None
+        self._append_due = False  # new hours for the append job
         self._closed = False
         self._external: dict[int, float] = {}
         self._logged: set[str] = set()
         self.fallback_reason: str | None = "not fitted yet"
         self.order: tuple[int, int, int] | None = None
         self.last_fit_s: float | None = None
+        self.last_fit_cpu_s: float | None = None
+        self.last_estimator: str | None = None
+        self.fits_by_estimator: dict[str, int] = {}
+        self.last_append_s: float | None = None
 
     @property
     def weights(self) -> dict[str, list[float]] | None:
@@ -227,6 +293,8 @@ class ArimaForecaster(Forecaster):
                 self._hours_since_fit += max(0, self._buffer.last_h - before)
             if self._model is None or self._hours_since_fit >= self.refit_every_h:
                 self._schedule_locked()
+            elif self._model.results is not None:
+                self._schedule_append_locked()
 
     def predict(self, hours: int) -> list[IntensityReading]:
         """Forecast the next ``hours`` hours after the newest reading (never negative)."""
@@ -245,12 +313,16 @@ class ArimaForecaster(Forecaster):
             model, last_h, first_h = self._model, self._buffer.last_h, self._buffer.first_h
             values = self._buffer.values()
             external = dict(self._external)
+            path = self._path
         if last_h is None or hours <= 0:
             return []
         if model is None:
             mean, lower, upper = baseline_forecast(values, hours, _z(alpha))
         else:
-            mean, lower, upper = self._model_forecast(model, values, first_h, hours, alpha)
+            lag = None if path is None or path.model is not model else last_h - path.origin_h
+            usable = lag is not None and lag >= 0 and lag + hours <= len(path.z)
+            arima_z = path.z[None, lag : lag + hours] if usable else None  # else the NumPy recursion
+            mean, lower, upper = self._model_forecast(model, values, first_h, hours, alpha, arima_z)
         weight = self.external_weight
         out = []
         for step in range(hours):
@@ -283,19 +355,19 @@ class ArimaForecaster(Forecaster):
             self._external = {h: float(np.mean(v)) for h, v in sums.items()}
 
     def wait(self, timeout_s: float | None = None) -> None:
-        """Block until every scheduled fit has finished (or ``timeout_s`` has passed)."""
+        """Block until every scheduled fit and append has finished (or ``timeout_s`` has passed)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             with self._lock:
-                pending = self._pending
-            if pending is None or (pending.done() and pending is self._pending):
+                busy = [f for f in (self._pending, self._append_future) if f is not None and not f.done()]
+            if not busy:
                 return
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                pending.result(timeout=remaining)
+                busy[0].result(timeout=remaining)
             except TimeoutError:
                 return
-            except Exception:  # logged by the worker
+            except Exception:  # logged by the worker; cancelled by close()
                 pass
 
     def close(self) -> None:
@@ -334,16 +406,50 @@ class ArimaForecaster(Forecaster):
                     self._pending = None
                     self._schedule_locked()
 
-    def _refit_once(self, first_h: int, values: np.ndarray, generation: int) -> None:
-        started = time.perf_counter()
+    def _fit_parts(self, values: np.ndarray, first_h: int):
+        """The model parts by the chosen estimator: ``(parts, statsmodels results or None, path, estimator)``."""
+        args = (values, first_h, self.d, self.max_p, self.max_q, self.fourier_k, self.half_life_h,
+                self.criterion, self.log)
+        if self.estimator == "numpy":
+            return fit_parts(*args), None, None, "numpy"
+        from chase_integrations.forecast import _statsmodels
+
+        fitted: dict[str, object] = {}
+
+        def arma(z: np.ndarray, d: int, min_p: int):
+            res, phi, theta, sigma2, pq = _statsmodels.fit_arima(
+                z, d, min_p, self.max_p, self.max_q, self.criterion, self.fit_time_cap_s)
+            fitted["results"] = res
+            return phi, theta, sigma2, pq
+
         try:
-            parts = fit_parts(values, first_h, self.d, self.max_p, self.max_q, self.fourier_k,
-                              self.half_life_h, self.criterion, self.log)
-            fc, actual = replay(parts, values, first_h, _SCORE_H, self.score_days)
+            parts = fit_parts(*args, arma=arma)
+            _, path = _statsmodels.append_forecast(fitted["results"], np.zeros(0), _SM_HORIZON)
+            if not np.all(np.isfinite(path)):
+                raise RuntimeError("non-finite statsmodels forecast")
+            return parts, fitted["results"], path, "statsmodels"
+        except Exception as e:  # this refit uses the NumPy estimator
+            reason = f"{type(e).__name__}: {e}"
+            self._log_once("statsmodels " + type(e).__name__,
+                           f"ArimaForecaster: statsmodels fit failed ({reason}); using the NumPy estimator "
+                           "for this refit.", logging.WARNING)
+            return fit_parts(*args), None, None, f"numpy (statsmodels failed: {reason})"
+
+    def _refit_once(self, first_h: int, values: np.ndarray, generation: int) -> None:
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        try:
+            parts, results, path, estimator = self._fit_parts(values, first_h)
+            arima_z = None
+            if results is not None:
+                from chase_integrations.forecast._statsmodels import kalman_paths
+
+                arima_z = lambda origins, horizon: kalman_paths(results, origins, horizon)  # noqa: E731
+            fc, actual = replay(parts, values, first_h, _SCORE_H, self.score_days, arima_z)
             use = tuple(range(len(COMPONENTS))) if self.combine else (0,)
             w, rms = weights(fc, actual, self.combine_power, use)
             sd = np.where(np.isfinite(rms), rms, model_sd(parts, _SCORE_H, float(values[-1])))
-            fitted = _Fitted(parts, w, np.maximum.accumulate(np.maximum(sd, 1e-6)))
+            end_h = first_h + len(values) - 1
+            fitted = _Fitted(parts, w, np.maximum.accumulate(np.maximum(sd, 1e-6)), results, end_h)
         except Exception as e:  # a failed fit must never reach the training loop
             with self._lock:
                 if self._model is None:
@@ -352,17 +458,60 @@ class ArimaForecaster(Forecaster):
             return
         with self._lock:
             self.last_fit_s = time.perf_counter() - started
+            self.last_fit_cpu_s = time.thread_time() - started_cpu
             if generation != self._generation:
                 return
             self._model = fitted
             self.order = parts.order
+            self.last_estimator = estimator
+            key = "numpy fallback" if estimator.startswith("numpy (") else estimator
+            self.fits_by_estimator[key] = self.fits_by_estimator.get(key, 0) + 1
+            if path is not None:
+                self._path = _Path(fitted, end_h, path)
+                if self._buffer.last_h is not None and self._buffer.last_h != end_h:
+                    self._schedule_append_locked()  # hours that came in during the refit
             if self.fallback_reason is not None:
                 logger.info("ArimaForecaster: model ARIMA%s ready after %.2f s.", parts.order, self.last_fit_s)
             self.fallback_reason = None
 
-    def _model_forecast(self, model: _Fitted, values: np.ndarray, first_h: int, hours: int, alpha: float):
+    def _schedule_append_locked(self) -> None:
+        """Have the worker append the hours since the refit to the statsmodels results (coalesced)."""
+        self._append_due = True
+        if self._append_future is None and not self._closed and self._executor is not None:
+            self._append_future = self._executor.submit(self._append_job)
+
+    def _append_job(self) -> None:
+        while True:
+            with self._lock:
+                if not self._append_due or self._closed:
+                    self._append_future = None
+                    return
+                self._append_due = False
+                model, first_h, values = self._model, self._buffer.first_h, self._buffer.values()
+            if model is None or model.results is None or first_h is None:
+                continue
+            start = model.end_h + 1 - first_h  # index of the first hour the results lack
+            if start < 0 or start > len(values):  # window moved past the refit, or history replaced
+                continue
+            started = time.perf_counter()
+            try:
+                from chase_integrations.forecast import _statsmodels
+
+                z_new = standardized(model.parts, values[start:], first_h + start)
+                _, path = _statsmodels.append_forecast(model.results, z_new, _SM_HORIZON)
+            except Exception as e:  # predict falls back to the NumPy recursion
+                self._log_once("append", f"ArimaForecaster: statsmodels append failed ({e}); "
+                               "forecasting with the NumPy recursion until the next refit.", logging.WARNING)
+                continue
+            with self._lock:
+                self.last_append_s = time.perf_counter() - started
+                if self._model is model and np.all(np.isfinite(path)):
+                    self._path = _Path(model, first_h + len(values) - 1, path)
+
+    def _model_forecast(self, model: _Fitted, values: np.ndarray, first_h: int, hours: int, alpha: float,
+                        arima_z: np.ndarray | None = None):
         """Per-horizon weighted combination of the components from the newest hour, with its spread."""
-        fc = components(model.parts, values, first_h, np.array([len(values) - 1]), hours)[0]
+        fc = components(model.parts, values, first_h, np.array([len(values) - 1]), hours, arima_z)[0]
         rows = np.minimum(np.arange(hours), len(model.weights) - 1)
         mean = np.sum(fc * model.weights[rows], axis=1)
         sd = model.sd[rows]
@@ -376,10 +525,10 @@ class ArimaForecaster(Forecaster):
         self.fallback_reason = reason
         self._log_once(reason.split(":")[0], f"ArimaForecaster: using a baseline forecast ({reason}).")
 
-    def _log_once(self, key: str, message: str) -> None:
+    def _log_once(self, key: str, message: str, level: int = logging.INFO) -> None:
         if key not in self._logged:
             self._logged.add(key)
-            logger.info(message)
+            logger.log(level, message)
 
 
 def _z(alpha: float) -> float:

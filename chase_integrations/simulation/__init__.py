@@ -9,10 +9,11 @@ Example:
 from chase_integrations.simulation.clock import SimulatedClock
 from chase_integrations.simulation.gpu import SimulatedGPU, SimulatedGPUs
 from chase_integrations.simulation.gpu_profile import EpochProfile, load_gpu_profile
-from chase_integrations.simulation.simulation import Simulation
-# Bound eagerly: a lazy ``__getattr__`` loses to the submodule of the same name once anything imports
+
+# ``simulate`` is bound eagerly: a lazy ``__getattr__`` loses to the submodule of the same name once anything imports
 # ``chase_integrations.simulation.simulate`` (the import system then binds the module here instead).
 from chase_integrations.simulation.simulate import simulate
+from chase_integrations.simulation.simulation import Simulation
 
 __all__ = [
     "EpochProfile",
