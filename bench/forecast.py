@@ -269,7 +269,7 @@ def _markdown(report, grids) -> str:
               f"refit was running; worst update {1000 * s['update_s_max']:.1f} ms, worst predict "
               f"{1000 * s['predict_s_max']:.1f} ms (target ≤ 50 ms, met: {t['non_blocking_met']})."]
     if s.get("append_s_max") is not None:
-        lines += [f"statsmodels append (refit=False) + forecast on the worker, 48 updates: median "
+        lines += [f"statsmodels append without refit (extend) + forecast on the worker, 48 updates: median "
                   f"{1000 * s['append_s_median']:.1f} ms, max {1000 * s['append_s_max']:.1f} ms."]
     return "\n".join(lines)
 

@@ -246,6 +246,18 @@ def test_statsmodels_is_the_default_and_appends_between_refits():
     base = f._model.results
     replayed = kalman_paths(base, np.array([5 * 24 - 1, 5 * 24 - 30]), 24)
     assert replayed[0] == pytest.approx(np.asarray(base.forecast(24)), abs=1e-9)
+    # the append (extend: filters only the new hours) forecasts what append(refit=False) does
+    z_new = f._buffer.values()[-3:]
+    from chase_integrations.forecast._combine import standardized
+    from chase_integrations.forecast._statsmodels import append_forecast
+
+    z_new = standardized(f._model.parts, z_new, f._buffer.last_h - 2)
+    _, extended = append_forecast(base, z_new, 24)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        appended = np.asarray(base.append(z_new, refit=False).forecast(24))
+    assert extended == pytest.approx(appended, abs=1e-6)
+    assert extended == pytest.approx(path.z[:24], abs=1e-12)
     values, first_h = f._buffer.values(), f._buffer.first_h
     expected = f._model_forecast(f._model, values, first_h, 24, 0.2, path.z[None, :24])[0]
     assert [r.g_per_kwh for r in f.predict(24)] == pytest.approx(np.maximum(expected, 0.0).tolist())
