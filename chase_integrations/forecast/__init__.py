@@ -1,4 +1,4 @@
-"""Carbon-intensity forecasters: ARIMA (NumPy fit, combined per horizon with baselines) and baselines.
+"""Carbon-intensity forecasters: ARIMA (statsmodels or NumPy fit, combined per horizon with baselines) and baselines.
 
 Example:
     >>> from chase_integrations.forecast import PersistenceForecaster

@@ -3,7 +3,9 @@
 The parameters come from regressions (Hannan-Rissanen for ARMA(p, q), least squares for AR(p));
 forecasts are plain recursions, so that an ``update`` needs no model state and forecasts from
 many past origins can be replayed at once to score the components of the combination (see
-``_combine.py``). A state-space fit (statsmodels) took 1-36 s per refit on a loaded machine.
+``_combine.py``). This is ``ArimaForecaster(estimator="numpy")`` (milliseconds per refit, the
+option for constrained machines) and the fallback when a statsmodels fit fails or runs past its
+cap; the default estimator is statsmodels (``_statsmodels.py``).
 
 Conventions (as statsmodels): ``x_t = sum_i phi_i x_{t-i} + e_t + sum_j theta_j e_{t-j}``;
 pre-sample values and innovations are 0.
