@@ -5,7 +5,8 @@ real engine on the simulated GPU. We record the prediction of the first decision
 job's steps and compare it with the job's final measured carbon. Reports the median and 90th percentile
 of the absolute relative error and how often the final total fell inside the predicted 80 % range.
 
-    python bench/prediction.py [--starts 50] [--forecasters seasonal_naive,arima]
+    python bench/prediction.py --starts 50 --forecasters seasonal_naive --out bench/results/prediction_seasonal_naive.json
+    python bench/prediction.py --starts 10 --forecasters arima --out bench/results/prediction_arima.json
 
 Needs the shared data folder (CHASE_DATA_DIR, default ../shared/data).
 """
@@ -76,6 +77,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--starts", type=int, default=50)
     parser.add_argument("--forecasters", default="seasonal_naive,arima")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "prediction.json"))
     args = parser.parse_args()
     root = data_dir()
     if root is None:
@@ -102,7 +104,7 @@ def main() -> int:
                             "p90_abs_error": p90, "coverage": cover})
             print(f"| {forecaster} | {grid} | {len(sel)} | {100 * statistics.median(errs):.1f} % | {100 * p90:.1f} % | "
                   f"{100 * cover:.0f} % |")
-    out = Path(__file__).parent / "results" / "prediction.json"
+    out = Path(args.out)
     out.write_text(json.dumps({"summary": summary, "rows": rows, "wall_s": time.time() - t0}, indent=2))
     print(f"\n{len(rows)} jobs in {time.time() - t0:.0f} s; rows in {out}")
     return 0

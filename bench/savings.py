@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forecasters", "--forecaster", default="seasonal_naive",
                         help="comma-separated: seasonal_naive, arima, persistence")
     parser.add_argument("--tuning", action="store_true", help="the tuning start times (disjoint from the default)")
+    parser.add_argument("--suffix", default="", help="result file: savings-<workload><suffix>.json")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--no-interp-for", default="a40-resnet50",
                         help="workloads that also run the budget policy without interpolated limits "
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                            f"{len(starts)} starts x {len(per_grids[fc])} grids", tables[fc], per_grids[fc], fc))
             print()
         print(f"({len(tasks)} scenarios in {elapsed:.0f} s)\n")
-        suffix = "-tuning" if args.tuning else ""
+        suffix = ("-tuning" if args.tuning else "") + args.suffix
         (out_dir / f"savings-{name}{suffix}.json").write_text(json.dumps({
             "workload": name, "profile": csv, "network": workload, "batch_size": batch, "job_hours": args.job_hours,
             "forecasters": forecasters, "value_column": VALUE_COLUMN, "grids": GRIDS, "starts": starts,
