@@ -20,6 +20,9 @@ from chase_integrations.errors import ProviderError, StaleDataError
 
 logger = logging.getLogger(__name__)
 
+#: After a provider failure, no call for this long (clock seconds): at most one attempt per decision.
+PROVIDER_BACKOFF_S = 300.0
+
 
 def time_weighted_mean(readings: list[IntensityReading], start: datetime, end: datetime) -> float | None:
     """Mean of the step function the readings define (each holds until the next) over ``[start, end)``.
@@ -70,10 +73,21 @@ class IntensitySource:
         self.last_known: float | None = None
         self.fallbacks: Counter[str] = Counter()
         self.provider_failures = 0
+        self.skipped_calls = 0
+        self._down_until: float | None = None
+
+    def _provider_down(self) -> bool:
+        """Within the back-off after a failure: don't call the provider (no request storms)."""
+        if self._down_until is not None and self.clock.monotonic() < self._down_until:
+            self.skipped_calls += 1
+            return True
+        return False
 
     # --- provider calls ---------------------------------------------------------------------
     def latest(self) -> IntensityReading | None:
         """The provider's latest reading, or ``None`` (failure counted, not raised unless strict)."""
+        if self._provider_down():
+            return None
         try:
             reading = self.provider.latest()
             age = (self._now() - reading.time).total_seconds()
@@ -90,6 +104,8 @@ class IntensitySource:
 
     def history(self, hours: float) -> list[IntensityReading]:
         """The provider's history (empty on failure, counted)."""
+        if self._provider_down():
+            return []
         try:
             readings = list(self.provider.history(hours=hours))
         except Exception as e:
@@ -101,6 +117,8 @@ class IntensitySource:
 
     def provider_forecast(self, hours: int) -> list[IntensityReading]:
         """The provider's own forecast, if any (failures are logged, not counted as fallbacks)."""
+        if self._provider_down():
+            return []
         try:
             return list(self.provider.forecast(hours))
         except Exception as e:
@@ -161,6 +179,7 @@ class IntensitySource:
 
     def _failure(self, err: Exception) -> None:
         self.provider_failures += 1
+        self._down_until = self.clock.monotonic() + PROVIDER_BACKOFF_S
         if self.strict:
             if isinstance(err, ProviderError):
                 raise err
