@@ -381,6 +381,8 @@ class ChaseSession:
             return
         if limit != self.current_limit_w:
             self._switch_limit(limit, forecast=None, phase="profile")
+        elif self._interval is not None:
+            self._interval["phase"] = "profile"  # already at this limit: the open interval profiles it
         if self.plan.start_event() == "begin_measure":
             self._begin_measure()
 
