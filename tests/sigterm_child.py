@@ -16,8 +16,12 @@ from chase_integrations.simulation.synthetic import write_synthetic_gpu_profile,
 
 
 def make_sim(workdir: Path, log: Path) -> Simulation:
-    sim = Simulation(gpu_profile=write_synthetic_gpu_profile(workdir / "p.csv"), trace=write_synthetic_trace(workdir / "t.csv"),
-                     steps_per_epoch=20, initial_power_limit_w=275)
+    sim = Simulation(
+        gpu_profile=write_synthetic_gpu_profile(workdir / "p.csv"),
+        trace=write_synthetic_trace(workdir / "t.csv"),
+        steps_per_epoch=20,
+        initial_power_limit_w=275,
+    )
     gpu = sim.gpus.gpus[0]
     original = gpu.set_power_management_limit
 
@@ -39,8 +43,17 @@ def main() -> None:
         from chase_integrations.core.config import ChaseConfig
         from chase_integrations.core.session import ChaseSession, RunContext
 
-        session = ChaseSession(ChaseConfig(provider=sim.provider, simulation=sim, policy="static", static_power_limit_w=200,
-                                           forecaster="persistence", profile_warmup_steps=0, profile_measure_steps=1))
+        session = ChaseSession(
+            ChaseConfig(
+                provider=sim.provider,
+                simulation=sim,
+                policy="static",
+                static_power_limit_w=200,
+                forecaster="persistence",
+                profile_warmup_steps=0,
+                profile_measure_steps=1,
+            )
+        )
         session.start(RunContext([0], LocalCollective(), total_steps=100))
         for _ in range(5):
             session.step_end()
@@ -57,10 +70,24 @@ def main() -> None:
                 if trainer.global_step == 25:
                     os.kill(os.getpid(), signal.SIGTERM)
 
-        cb = ChaseCallback(provider=sim.provider, simulation=sim, policy="static", static_power_limit_w=200,
-                           forecaster="persistence", profile_warmup_steps=1, profile_measure_steps=2)
-        trainer = L.Trainer(max_epochs=5, callbacks=[cb, SigtermAt()], logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+        cb = ChaseCallback(
+            provider=sim.provider,
+            simulation=sim,
+            policy="static",
+            static_power_limit_w=200,
+            forecaster="persistence",
+            profile_warmup_steps=1,
+            profile_measure_steps=2,
+        )
+        trainer = L.Trainer(
+            max_epochs=5,
+            callbacks=[cb, SigtermAt()],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+        )
         trainer.fit(TinyModel(), loader(20))
 
 

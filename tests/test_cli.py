@@ -19,27 +19,82 @@ def test_every_subcommand_is_registered(capsys):
 
 
 def test_simulate_and_backtest_through_main(gpu_profile_csv, trace_csv, capsys):
-    assert main(["simulate", "--trace", str(trace_csv), "--gpu-profile", str(gpu_profile_csv), "--job-hours", "6",
-                 "--start", "2023-03-02T00:00:00Z", "--policy", "budget", "--forecaster", "persistence", "--json"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--trace",
+                str(trace_csv),
+                "--gpu-profile",
+                str(gpu_profile_csv),
+                "--job-hours",
+                "6",
+                "--start",
+                "2023-03-02T00:00:00Z",
+                "--policy",
+                "budget",
+                "--forecaster",
+                "persistence",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert 0 <= result["time_increase"] <= 0.06 and result["carbon_g"] > 0
-    assert main(["backtest", "--trace", str(trace_csv), "--start", "2023-03-05T00:00:00Z", "--days", "1",
-                 "--horizons", "1,6", "--forecasters", "persistence,seasonal_naive", "--json"]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--trace",
+                str(trace_csv),
+                "--start",
+                "2023-03-05T00:00:00Z",
+                "--days",
+                "1",
+                "--horizons",
+                "1,6",
+                "--forecasters",
+                "persistence,seasonal_naive",
+                "--json",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)["results"]
     assert {(r["forecaster"], r["horizon_h"]) for r in rows} == {
-        ("persistence", 1), ("persistence", 6), ("seasonal_naive", 1), ("seasonal_naive", 6)}
+        ("persistence", 1),
+        ("persistence", 6),
+        ("seasonal_naive", 1),
+        ("seasonal_naive", 6),
+    }
 
 
 def test_demo_then_report_in_a_fresh_process_without_data(tmp_path):
     env = {"CHASE_DATA_DIR": str(tmp_path / "absent"), "PATH": "", "HOME": str(tmp_path)}
     run_json = tmp_path / "run.json"
-    demo = subprocess.run([sys.executable, "-m", "chase_integrations", "demo", "--epochs", "4", "--report", str(run_json)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    demo = subprocess.run(
+        [sys.executable, "-m", "chase_integrations", "demo", "--epochs", "4", "--report", str(run_json)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert "synthetic" in demo.stdout and "carbon" in demo.stdout
-    report = subprocess.run([sys.executable, "-m", "chase_integrations", "report", str(run_json)],
-                            capture_output=True, text=True, timeout=120, env=env)
+    report = subprocess.run(
+        [sys.executable, "-m", "chase_integrations", "report", str(run_json)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert report.returncode == 0, report.stderr[-2000:]
-    bad = subprocess.run([sys.executable, "-m", "chase_integrations", "report", str(tmp_path / "nope.json")],
-                         capture_output=True, text=True, timeout=120, env=env)
+    bad = subprocess.run(
+        [sys.executable, "-m", "chase_integrations", "report", str(tmp_path / "nope.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert bad.returncode == 2 and "nope.json" in bad.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from datetime import datetime, timedelta, timezone
@@ -20,8 +21,16 @@ from chase_integrations.core.profiling import ProfilingPlan
 from chase_integrations.errors import ConfigurationError, StaleDataError
 from chase_integrations.simulation.clock import SimulatedClock
 
-A40 = PowerProfile({300: (1.0, 235.0), 275: (1.002, 225.5), 250: (1.005, 216.0), 225: (1.016, 200.0),
-                    200: (1.07, 190.0), 175: (1.22, 195.0)})
+A40 = PowerProfile(
+    {
+        300: (1.0, 235.0),
+        275: (1.002, 225.5),
+        250: (1.005, 216.0),
+        225: (1.016, 200.0),
+        200: (1.07, 190.0),
+        175: (1.22, 195.0),
+    }
+)
 
 
 def test_profile_interpolates_and_round_trips(tmp_path):
@@ -52,7 +61,7 @@ def test_chase_rule_extremes():
 @given(mu=st.floats(0, 1e6), ci=st.lists(st.floats(0, 2000), min_size=2, max_size=8))
 def test_weighted_limit_never_rises_as_intensity_rises(mu, ci):
     limits = [weighted_limit(A40, c, mu) for c in sorted(ci)]
-    assert all(a >= b for a, b in zip(limits, limits[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(limits))
     assert all(w in A40.limits_w for w in limits)
 
 
@@ -81,14 +90,27 @@ def test_budget_behind_schedule_runs_flat_out():
 
 
 @settings(max_examples=50, deadline=None)
-@given(rows=st.lists(st.tuples(st.floats(0, 1e7), st.floats(0, 1500), st.integers(0, 1000)), min_size=1, max_size=20),
-       pue=st.floats(1.0, 3.0))
+@given(
+    rows=st.lists(st.tuples(st.floats(0, 1e7), st.floats(0, 1500), st.integers(0, 1000)), min_size=1, max_size=20),
+    pue=st.floats(1.0, 3.0),
+)
 def test_ledger_is_additive_and_json_safe(rows, pue):
     ledger = Ledger()
     t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
     for i, (energy, ci, steps) in enumerate(rows):
-        ledger.add(Interval.account((t0 + timedelta(hours=i)).isoformat(), (t0 + timedelta(hours=i + 1)).isoformat(),
-                                    250, ci, None, energy_j=energy, steps=steps, duration_s=3600.0, pue=pue))
+        ledger.add(
+            Interval.account(
+                (t0 + timedelta(hours=i)).isoformat(),
+                (t0 + timedelta(hours=i + 1)).isoformat(),
+                250,
+                ci,
+                None,
+                energy_j=energy,
+                steps=steps,
+                duration_s=3600.0,
+                pue=pue,
+            )
+        )
     assert math.isclose(ledger.carbon_g, sum(carbon_g(e, c, pue) for e, c, _ in rows), rel_tol=1e-9, abs_tol=1e-9)
     again = Ledger.from_list(json.loads(json.dumps(ledger.to_list())))
     assert again == ledger
@@ -97,8 +119,16 @@ def test_ledger_is_additive_and_json_safe(rows, pue):
 def test_profiling_plan_prunes_after_three_dominated_limits():
     plan = ProfilingPlan([300, 275, 250, 225, 200, 175, 150, 125, 100], warmup_steps=0, measure_steps=1)
     # (time, energy): a noisy outlier at 250 W does not stop profiling; three dominated in a row do
-    for t, e in ((1.0, 235.0), (1.0, 226.0), (1.1, 260.0), (1.02, 200.0), (1.07, 190.0), (1.3, 200.0),
-                 (1.6, 230.0), (2.3, 280.0)):
+    for t, e in (
+        (1.0, 235.0),
+        (1.0, 226.0),
+        (1.1, 260.0),
+        (1.02, 200.0),
+        (1.07, 190.0),
+        (1.3, 200.0),
+        (1.6, 230.0),
+        (2.3, 280.0),
+    ):
         plan.record(t, e)
     assert plan.done and plan.skipped_w == [100]
     assert 200 in plan.results and 225 in plan.results
@@ -141,14 +171,20 @@ def _csv(tmp_path, text, name="t.csv"):
 
 
 def test_trace_sorts_averages_duplicates_and_never_shows_the_future(tmp_path):
-    path = _csv(tmp_path, "timestamp,carbon_intensity\n2024-01-01 02:00,300\n2024-01-01 00:00,100\n"
-                          "2024-01-01 01:00,150\n2024-01-01 01:00,250\n2024-01-01 03:00,\n")
+    path = _csv(
+        tmp_path,
+        "timestamp,carbon_intensity\n2024-01-01 02:00,300\n2024-01-01 00:00,100\n"
+        "2024-01-01 01:00,150\n2024-01-01 01:00,250\n2024-01-01 03:00,\n",
+    )
     clock = SimulatedClock("2024-01-01T01:30:00Z")
     trace = TraceProvider(path, clock=clock)
     assert trace.latest().g_per_kwh == 200.0  # duplicates averaged
     assert [r.g_per_kwh for r in trace.history(24)] == [100.0, 200.0]  # nothing after now
     assert trace.forecast(5) == []
-    assert trace.mean_between(datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 1, 1, 2, tzinfo=timezone.utc)) == 150.0
+    assert (
+        trace.mean_between(datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 1, 1, 2, tzinfo=timezone.utc))
+        == 150.0
+    )
 
 
 def test_trace_errors_name_the_problem(tmp_path):
@@ -187,8 +223,9 @@ def test_measured_h200_sweep_loads_as_a_gpu_profile():
     from chase_integrations.simulation import Simulation
 
     csv = Path(__file__).resolve().parent.parent / "bench" / "results" / "h200" / "sweep_NVIDIA_H200.csv"
-    sim = Simulation(gpu_profile=csv, workload="synthetic-imagenet/resnet50", batch_size=128,
-                     steps_per_epoch=1_281_167 // 128)
+    sim = Simulation(
+        gpu_profile=csv, workload="synthetic-imagenet/resnet50", batch_size=128, steps_per_epoch=1_281_167 // 128
+    )
     profile = sim.step_profile
     assert profile.limits_w[0] == 200 and profile.limits_w[-1] == 700
     t_rel, e_rel = profile.relative(400)

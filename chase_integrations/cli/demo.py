@@ -179,7 +179,8 @@ def format_summary(report: dict, notes: list[str], framework: str = "lightning")
         f"  carbon      {carbon / 1000:9.3f} kgCO2eq   (default limit: {base / 1000:.3f} kg; "
         f"saved {report['carbon_saved_g'] / 1000:.3f} kg, {_pct(-report['carbon_saved_g'], base)})",
         f"  energy      {report['energy_j'] / 3.6e6:9.3f} kWh",
-        f"  time        {time_s / 3600:9.2f} h         (default limit: {base_t / 3600:.2f} h, {_pct(time_s - base_t, base_t)})",
+        f"  time        {time_s / 3600:9.2f} h         "
+        f"(default limit: {base_t / 3600:.2f} h, {_pct(time_s - base_t, base_t)})",
         f"  limits used {', '.join(str(w) for w in report['power_limits_used_w'])} W "
         f"(original {report['original_power_limits_w']} W, restored at the end)",
         f"  intervals   {len(report['intervals'])}, provider fallbacks {report['fallbacks']}, mode {report['mode']}",
