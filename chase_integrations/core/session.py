@@ -356,6 +356,20 @@ class ChaseSession:
             except Exception:
                 logger.exception("chase: could not write the run report")
 
+    def abort(self, exception: BaseException) -> dict | None:
+        """Training is dying with ``exception``: end as ``interrupted`` or ``failed``; never raises.
+
+        Returns the report, or ``None`` when even that failed (the GPUs are restored regardless), so the
+        report never hides the user's real error.
+        """
+        status = "interrupted" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "failed"
+        try:
+            return self.end(status)
+        except Exception:
+            logger.exception("chase: could not finish the run report after %s", type(exception).__name__)
+            self.restore()
+            return None
+
     def restore(self) -> list[str]:
         """Restore every owned GPU's original limit (idempotent; never raises)."""
         problems = self.controller.restore() if self.controller is not None else []

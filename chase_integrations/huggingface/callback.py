@@ -228,12 +228,7 @@ class ChaseTrainerCallback(TrainerCallback):
     def _abort(self, exception: BaseException) -> None:
         if not self.session.started or self.session.ended:
             return
-        status = "interrupted" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "failed"
-        try:
-            self.report = self.session.end(status)
-        except Exception:  # never let the report hide the real error
-            logger.exception("chase: could not finish the run report after %s", type(exception).__name__)
-            self.session.restore()
+        self.report = self.session.abort(exception) or self.report
 
     def _load_checkpoint_state(self, args: TrainingArguments, state: TrainerState) -> None:
         folder = self._resume_from if self._resume_known else _trainer.checkpoint_dir(args, state.global_step)

@@ -178,12 +178,7 @@ class ChaseCallback(Callback):
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        status = "interrupted" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "failed"
-        try:
-            self.report = self.session.end(status)
-        except Exception:  # never let the report hide the real error
-            logger.exception("chase: could not finish the run report after %s", type(exception).__name__)
-            self.session.restore()
+        self.report = self.session.abort(exception) or self.report
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
