@@ -56,6 +56,8 @@ WORKLOADS = {
     "v100-resnet50": ("gpu/nsdi23_trace/summary_power_v100.csv", "imagenet/resnet50", 256),
     "a40-bert-squad": ("gpu/nsdi23_trace/summary_power_a40.csv", "squad/bert_base_uncased", 32),
     "v100-bert-squad": ("gpu/nsdi23_trace/summary_power_v100.csv", "squad/bert_base_uncased", 32),
+    "a40-bert-sentiment140": ("gpu/nsdi23_trace/summary_power_a40.csv", "sentiment140/bert_base_uncased", 128),
+    "v100-bert-sentiment140": ("gpu/nsdi23_trace/summary_power_v100.csv", "sentiment140/bert_base_uncased", 128),
 }
 BUDGETS = (0.025, 0.05, 0.10)
 ETAS = (0.25, 0.5, 0.75)

@@ -78,6 +78,10 @@ class _Hull:
     time_s: np.ndarray  # s per step
     energy_j: np.ndarray  # J per step
     savings_j_per_s: np.ndarray  # s_k between vertex k-1 and k (len = vertices - 1), decreasing
+    # every limit of the profile (not only the vertices), ascending: what interpolated limits run at
+    point_limits_w: np.ndarray  # W
+    point_time_s: np.ndarray  # s per step
+    point_energy_j: np.ndarray  # J per step
 
 
 _HULLS: dict[tuple, _Hull] = {}
@@ -86,7 +90,7 @@ _HULLS_MAX = 64
 
 def _hull(profile: PowerProfile) -> _Hull:
     """The profile's lower convex hull, cached by content (decisions rebuild equal profiles each time)."""
-    key = tuple((p, profile.time_per_step_s(p), profile.energy_per_step_j(p)) for p in profile.limits_w)
+    key = profile.points
     hull = _HULLS.get(key)
     if hull is None:
         if len(_HULLS) >= _HULLS_MAX:
@@ -115,7 +119,12 @@ def _build_hull(profile: PowerProfile) -> _Hull:
     t = np.array([h[0] for h in hull])
     e = np.array([h[1] for h in hull])
     savings = (e[:-1] - e[1:]) / np.maximum(t[1:] - t[:-1], 1e-300)
-    arrays = (np.array([float(h[2]) for h in hull]), t, e, savings)
+    points = (
+        np.array(profile.limits_w, dtype=float),
+        np.array([profile.time_per_step_s(w) for w in profile.limits_w]),
+        np.array([profile.energy_per_step_j(w) for w in profile.limits_w]),
+    )
+    arrays = (np.array([float(h[2]) for h in hull]), t, e, savings, *points)
     for a in arrays:
         a.flags.writeable = False  # shared through the cache
     return _Hull(*arrays)
@@ -133,8 +142,7 @@ def weighted_limit_fn(profile: PowerProfile, mu: float):
         >>> f(500.0), f(0.0)
         (200, 300)
     """
-    rows = [(p, profile.energy_per_step_j(p), profile.time_per_step_s(p))
-            for p in sorted(profile.limits_w, reverse=True)]
+    rows = [(p, e, t) for p, t, e in reversed(profile.points)]  # highest limit first
     memo: dict[float, int] = {}
     isfinite = math.isfinite
 
@@ -172,20 +180,22 @@ class _Projector:
         self.ci = ci
         self.spans_s = spans_s
         self.steps = steps
+        self.span_ends_s = spans_s.cumsum()  # end of each slot, s from now
 
     def run(self, t: np.ndarray, e: np.ndarray) -> tuple[float, float]:
         """Return (time_s, carbon_g) of the remaining steps under per-hour ``t``, ``e``."""
         per_hour = self.spans_s / t
-        done = np.cumsum(per_hour)
-        last = int(np.searchsorted(done, self.steps - 1e-9))
+        done = per_hour.cumsum()
+        last = int(done.searchsorted(self.steps - 1e-9))
+        # np.add.reduce is ndarray.sum (same pairwise summation) without its Python-level overhead
         if last >= len(done):  # the horizon is too short: the last hour's rate continues
             extra = self.steps - done[-1]
-            time_s = float(self.spans_s.sum() + extra * t[-1])
+            time_s = float(np.add.reduce(self.spans_s) + extra * t[-1])
             carbon = float(np.dot(per_hour * e, self.ci) + extra * e[-1] * self.ci[-1]) / _J_PER_KWH
             return time_s, carbon
         before = done[last - 1] if last > 0 else 0.0
         rest = self.steps - before
-        time_s = float(self.spans_s[:last].sum() + rest * t[last])
+        time_s = float(np.add.reduce(self.spans_s[:last]) + rest * t[last])
         carbon = float(np.dot(per_hour[:last] * e[:last], self.ci[:last]) + rest * e[last] * self.ci[last])
         return time_s, carbon / _J_PER_KWH
 
@@ -199,7 +209,7 @@ class _Projector:
         inside = last < t.shape[1]
         at = np.minimum(last, t.shape[1] - 1)
         before = np.where(last > 0, done[rows, np.maximum(last - 1, 0)], 0.0)
-        spans_before = np.concatenate(([0.0], np.cumsum(self.spans_s)))
+        spans_before = np.concatenate(([0.0], self.span_ends_s))
         inside_time = spans_before[at] + (self.steps - before) * t[rows, at]
         beyond_time = spans_before[-1] + (self.steps - done[:, -1]) * t[:, -1]
         return np.where(inside, inside_time, beyond_time)
@@ -255,40 +265,40 @@ def plan_budget(
     fast_idx = np.zeros(hours, dtype=int)
     fast = project(fast_idx)
     if fast[0] > remaining_time_s:
-        return BudgetPlan(fastest_w, math.inf, fast[0], fast[1], False, _schedule(hull, fast_idx, proj))
+        return BudgetPlan(fastest_w, math.inf, fast[0], fast[1], False, _schedule(hull, fast_idx, proj, fast[0]))
     free_idx = choice(0.0)
     free = project(free_idx)
     if free[0] <= remaining_time_s:
         return BudgetPlan(int(hull.limits_w[free_idx[0]]), 0.0, free[0], free[1], True,
-                          _schedule(hull, free_idx, proj))
+                          _schedule(hull, free_idx, proj, free[0]))
     # smallest breakpoint whose plan fits; the plan just below it does not
     # (the projected time falls as μ grows: every breakpoint's plan at once, then the first that fits)
-    breaks = np.unique(rates[rates > 0])  # the largest is feasible (every hour is fastest there)
+    breaks = _sorted_unique(rates[rates > 0])  # the largest is feasible (every hour is fastest there)
     plans = (rates[None, :, :] > breaks[:, None, None]).sum(axis=2)  # breakpoints by hours
     fits = proj.times(hull.time_s[plans]) <= remaining_time_s
     mu = float(breaks[int(np.argmax(fits)) if fits.any() else len(breaks) - 1])
     idx = choice(mu)
     result = project(idx)
     if not interpolate:
-        return BudgetPlan(int(hull.limits_w[idx[0]]), mu, result[0], result[1], True, _schedule(hull, idx, proj))
-    return _mix(profile, hull, proj, idx, choice(np.nextafter(mu, 0.0)), mu, remaining_time_s, result)
+        return BudgetPlan(int(hull.limits_w[idx[0]]), mu, result[0], result[1], True,
+                          _schedule(hull, idx, proj, result[0]))
+    return _mix(hull, proj, idx, choice(np.nextafter(mu, 0.0)), mu, remaining_time_s, result)
 
 
-def _mix(profile: PowerProfile, hull: _Hull, proj: _Projector, fast_idx: np.ndarray, slow_idx: np.ndarray,
+def _mix(hull: _Hull, proj: _Projector, fast_idx: np.ndarray, slow_idx: np.ndarray,
          mu: float, budget_s: float, fast: tuple[float, float]) -> BudgetPlan:
     """Hours that flip at μ run at an interpolated limit so the projected time meets the budget."""
     flip = fast_idx != slow_idx
     p_fast = hull.limits_w[fast_idx].astype(float)
     p_slow = hull.limits_w[slow_idx].astype(float)
+    p_span = p_slow - p_fast
 
     # the profile interpolates linearly between its measured limits: np.interp over the same points
-    limits = np.array(profile.limits_w, dtype=float)
-    times = np.array([profile.time_per_step_s(w) for w in profile.limits_w])
-    energies = np.array([profile.energy_per_step_j(w) for w in profile.limits_w])
+    limits, times, energies = hull.point_limits_w, hull.point_time_s, hull.point_energy_j
     t_fast, e_fast = hull.time_s[fast_idx], hull.energy_j[fast_idx]
 
     def at(lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        p = np.where(flip, p_fast + lam * (p_slow - p_fast), p_fast)
+        p = np.where(flip, p_fast + lam * p_span, p_fast)
         t = np.where(flip, np.interp(p, limits, times), t_fast)
         e = np.where(flip, np.interp(p, limits, energies), e_fast)
         return p, t, e
@@ -322,14 +332,25 @@ def _mix(profile: PowerProfile, hull: _Hull, proj: _Projector, fast_idx: np.ndar
     p, result = best
     # the GPU takes whole watts: round towards the faster side so the plan stays within budget
     limit = math.ceil(p[0] - 1e-6) if p_slow[0] < p_fast[0] else math.floor(p[0] + 1e-6)
-    schedule = tuple(float(x) for x in p[: _used_hours(proj, result[0])])
+    schedule = tuple(p[: _used_hours(proj, result[0])].tolist())
     return BudgetPlan(limit, mu, result[0], result[1], True, schedule)
 
 
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` for a 1-D float array without NaN (a fraction of its overhead on small arrays)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
 def _used_hours(proj: _Projector, time_s: float) -> int:
-    return int(np.searchsorted(np.cumsum(proj.spans_s), time_s - 1e-6)) + 1
+    return int(proj.span_ends_s.searchsorted(time_s - 1e-6)) + 1
 
 
-def _schedule(hull: _Hull, idx: np.ndarray, proj: _Projector) -> tuple[float, ...]:
-    time_s, _ = proj.run(hull.time_s[idx], hull.energy_j[idx])
-    return tuple(float(hull.limits_w[i]) for i in idx[: _used_hours(proj, time_s)])
+def _schedule(hull: _Hull, idx: np.ndarray, proj: _Projector, time_s: float) -> tuple[float, ...]:
+    """The limit of each hour slot of plan ``idx`` (projected to take ``time_s``) until the work is done."""
+    return tuple(hull.limits_w[idx[: _used_hours(proj, time_s)]].tolist())

@@ -10,11 +10,11 @@ import logging
 import math
 from datetime import datetime, timedelta
 
-from chase_integrations.carbon.reading import IntensityReading
+from chase_integrations.carbon.reading import IntensityReading, checked_g_per_kwh
 from chase_integrations.core.budget import plan_budget, weighted_limit_fn
 from chase_integrations.core.config import ChaseConfig
 from chase_integrations.core.footprint import predict_footprint
-from chase_integrations.core.intensity import IntensitySource, time_weighted_mean
+from chase_integrations.core.intensity import IntensitySource, step_mean
 from chase_integrations.core.ledger import Ledger
 from chase_integrations.core.policies import chase_limit
 from chase_integrations.core.profile import PowerProfile
@@ -108,7 +108,8 @@ class Decider:
             self.last_bands = (_pad([current, *lower], hours), _pad([current, *upper], hours))
         else:
             seen = self.intensity.known_values(24) or [current]
-            self.last_bands = ([min(min(seen), v) for v in values], [max(max(seen), v) for v in values])
+            seen_min, seen_max = min(seen), max(seen)
+            self.last_bands = ([min(seen_min, v) for v in values], [max(seen_max, v) for v in values])
         return values
 
     # ------------------------------------------------------------------ decision
@@ -244,10 +245,14 @@ class Decider:
 
     @staticmethod
     def _interval_mean(outlook: list[float], now: datetime, interval_s: float) -> float:
+        """Time-weighted mean of the outlook (hour ``h`` starts ``h`` hours after this hour) over the interval."""
+        values = [checked_g_per_kwh(v) for v in outlook]  # an invalid forecast value raises, as a reading would
         hour0 = now.replace(minute=0, second=0, microsecond=0)
-        readings = [IntensityReading(hour0 + timedelta(hours=h), v, h > 0) for h, v in enumerate(outlook)]
-        value = time_weighted_mean(readings, now, now + timedelta(seconds=interval_s))
-        return float(value if value is not None else outlook[0])
+        end = now + timedelta(seconds=interval_s)
+        starts = [hour0]  # the hours that start before the interval ends (the later ones weigh nothing)
+        while len(starts) < len(values) and hour0 + timedelta(hours=len(starts)) < end:
+            starts.append(hour0 + timedelta(hours=len(starts)))
+        return float(step_mean(starts, values[: len(starts)], now, end))
 
     @staticmethod
     def _epoch_estimate_s(ledger: Ledger) -> float | None:

@@ -52,23 +52,32 @@ def project_carbon(
     first_hour_s: float = HOUR_S,
     pue: float = 1.0,
 ) -> Projection:
-    """Run ``remaining_steps`` hour by hour at ``limit_for(intensity)``; return carbon, energy and time."""
+    """Run ``remaining_steps`` hour by hour at ``limit_for(intensity)``; return carbon, energy and time.
+
+    ``limit_for`` must depend on the intensity alone (it is asked once per distinct intensity).
+    """
     if remaining_steps <= 0 or not hourly_g_per_kwh:
         return Projection(0.0, 0.0, 0.0)
     steps_left = float(remaining_steps)
     carbon = energy = time_s = 0.0
+    per_step: dict[float, tuple[float, float]] = {}  # intensity -> (time, energy) of one step at its limit
+    n = len(hourly_g_per_kwh)
+    span = max(first_hour_s, 1.0)  # the first slot: the rest of the current hour
     h = 0
     while steps_left > 1e-9 and h < 200_000:
-        ci = _hour_value(hourly_g_per_kwh, h)
-        limit = limit_for(ci)
-        t = profile.time_per_step_s(limit)
-        span = max(first_hour_s, 1.0) if h == 0 else HOUR_S
+        ci = hourly_g_per_kwh[h] if h < n else _hour_value(hourly_g_per_kwh, h)
+        cost = per_step.get(ci)
+        if cost is None:
+            limit = limit_for(ci)
+            cost = per_step[ci] = (profile.time_per_step_s(limit), profile.energy_per_step_j(limit))
+        t, e_step = cost
         steps = min(steps_left, span / t)
-        e = steps * profile.energy_per_step_j(limit)
+        e = steps * e_step
         energy += e
         carbon += e / J_PER_KWH * ci * pue
         time_s += steps * t
         steps_left -= steps
+        span = HOUR_S
         h += 1
     return Projection(carbon, energy, time_s)
 

@@ -7,9 +7,11 @@ older than ``max_reading_age_s`` counts as a failure. Each fallback is counted a
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from chase_integrations._warnings import OnceWarner
@@ -37,18 +39,34 @@ def time_weighted_mean(readings: list[IntensityReading], start: datetime, end: d
     ordered = sorted(readings, key=lambda r: r.time)
     if not ordered:
         return None
+    return step_mean([r.time for r in ordered], [r.g_per_kwh for r in ordered], start, end)
+
+
+def step_mean(times: Sequence[datetime], values: Sequence[float], start: datetime, end: datetime) -> float:
+    """Mean over ``[start, end)`` of ``values[i]`` holding from ``times[i]`` until ``times[i + 1]``.
+
+    ``times`` is ascending and not empty; the first value also covers the time before ``times[0]`` and
+    the last one holds until ``end``. Values that start at or after ``end`` may be left out: the
+    result is the same.
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> t = lambda h, m=0: datetime(2024, 1, 1, h, m, tzinfo=timezone.utc)
+        >>> step_mean([t(0), t(1)], [100.0, 200.0], t(0, 30), t(1, 30))
+        150.0
+    """
     if end <= start:
-        before = [r for r in ordered if r.time <= start]
-        return (before[-1] if before else ordered[0]).g_per_kwh
+        return values[max(0, bisect.bisect_right(times, start) - 1)]
     total = weight = 0.0
-    for i, r in enumerate(ordered):
-        seg_start = max(r.time, start) if i > 0 else start  # the first reading also covers time before it
-        seg_end = min(ordered[i + 1].time, end) if i + 1 < len(ordered) else end
+    last = len(times) - 1
+    for i, value in enumerate(values):
+        seg_start = max(times[i], start) if i > 0 else start
+        seg_end = min(times[i + 1], end) if i < last else end
         width = (seg_end - seg_start).total_seconds()
         if width > 0:
-            total += width * r.g_per_kwh
+            total += width * value
             weight += width
-    return total / weight if weight > 0 else ordered[-1].g_per_kwh
+    return total / weight if weight > 0 else values[-1]
 
 
 class IntensitySource:
@@ -69,7 +87,9 @@ class IntensitySource:
         self.fallback_g_per_kwh = fallback_g_per_kwh
         self.strict = strict
         self.warner = warner
+        #: Readings by time (written only by :meth:`_remember`, which keeps :attr:`_times` in step).
         self.readings: dict[datetime, IntensityReading] = {}
+        self._times: list[datetime] = []  # the keys of ``readings``, oldest first
         self.last_known: float | None = None
         self.fallbacks: Counter[str] = Counter()
         self.provider_failures = 0
@@ -172,10 +192,21 @@ class IntensitySource:
         return provider_now if provider_now is not None else self.clock.now()
 
     def _remember(self, reading: IntensityReading) -> None:
+        times = self._sorted_times()
+        if reading.time not in self.readings:
+            bisect.insort(times, reading.time)
         self.readings[reading.time] = reading
-        if len(self.readings) > 24 * 16:
-            for key in sorted(self.readings)[: len(self.readings) - 24 * 14]:
+        if len(times) > 24 * 16:
+            oldest = times[: len(times) - 24 * 14]
+            del times[: len(oldest)]
+            for key in oldest:
                 del self.readings[key]
+
+    def _sorted_times(self) -> list[datetime]:
+        """The times of :attr:`readings`, oldest first (re-sorted if ``readings`` was changed directly)."""
+        if len(self._times) != len(self.readings):
+            self._times = sorted(self.readings)
+        return self._times
 
     def _failure(self, err: Exception) -> None:
         self.provider_failures += 1
@@ -192,10 +223,11 @@ class IntensitySource:
         logger.info("Provider failure: %s: %s", type(err).__name__, err)
 
     def known_values(self, hours: float = 24) -> list[float]:
-        """Values seen within the last ``hours`` hours."""
-        cutoff = self._now() - timedelta(hours=hours)
-        return [r.g_per_kwh for t, r in self.readings.items() if t >= cutoff]
+        """Values seen within the last ``hours`` hours, oldest first."""
+        times = self._sorted_times()
+        first = bisect.bisect_left(times, self._now() - timedelta(hours=hours))
+        return [self.readings[t].g_per_kwh for t in times[first:]]
 
     def sorted_readings(self) -> list[IntensityReading]:
         """All remembered readings, oldest first."""
-        return [self.readings[k] for k in sorted(self.readings)]
+        return [self.readings[t] for t in self._sorted_times()]

@@ -70,6 +70,7 @@ class PowerProfile:
         self._table = dict(sorted(table.items()))
         self.limits_w: list[int] = list(self._table)
         self._memo: dict[tuple[float, str], float] = {}
+        self._points: tuple[tuple[int, float, float], ...] | None = None
 
     # --- queries -------------------------------------------------------------------------------
     @property
@@ -82,6 +83,15 @@ class PowerProfile:
 
     def __len__(self) -> int:
         return len(self._table)
+
+    @property
+    def points(self) -> tuple[tuple[int, float, float], ...]:
+        """``(limit_w, time_per_step_s, energy_per_step_j)`` of each measured limit, ascending (hashable)."""
+        if self._points is None:  # the profile is immutable: built once
+            self._points = tuple(
+                (m.power_limit_w, m.time_per_step_s, m.energy_per_step_j) for m in self._table.values()
+            )
+        return self._points
 
     def measurement(self, limit_w: int) -> LimitMeasurement:
         """The measurement at ``limit_w`` (interpolated between measured limits)."""

@@ -673,12 +673,13 @@ class ChaseSession:
             dram_energy_j=iv.get("dram_energy_j"),
         )
         self.ledger.add(interval)
+        carbon_g = self.ledger.carbon_g
         metrics = self._fresh_metrics = {
             "chase/power_limit_w": float(limit),
             "chase/intensity_g_per_kwh": interval.intensity_g_per_kwh,
             "chase/energy_j": self.ledger.energy_j,
-            "chase/carbon_g": self.ledger.carbon_g,
-            "chase/carbon_saved_g": self.ledger.carbon_saved_g,
+            "chase/carbon_g": carbon_g,
+            "chase/carbon_saved_g": self.ledger.baseline_carbon_g - carbon_g,  # Ledger.carbon_saved_g
         }
         if interval.forecast_g_per_kwh is not None:
             metrics["chase/forecast_g_per_kwh"] = interval.forecast_g_per_kwh

@@ -11,13 +11,17 @@ import numpy as np
 from chase_integrations.carbon.reading import IntensityReading
 from chase_integrations.forecast.base import Forecaster
 
+_HOUR = timedelta(hours=1)
+
 
 def _next_hours(last: IntensityReading, values: list[float]) -> list[IntensityReading]:
-    base = last.time.replace(minute=0, second=0, microsecond=0)
-    return [
-        IntensityReading(base + timedelta(hours=h + 1), max(0.0, v), True, last.signal)
-        for h, v in enumerate(values)
-    ]
+    """Readings for the hours after ``last``'s hour, one per value (negative values become 0)."""
+    when = last.time.replace(minute=0, second=0, microsecond=0)
+    readings = []
+    for value in values:
+        when += _HOUR
+        readings.append(IntensityReading(when, max(0.0, value), True, last.signal))
+    return readings
 
 
 class PersistenceForecaster(Forecaster):

@@ -38,8 +38,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from chase_integrations.carbon.reading import IntensityReading
 from chase_integrations.carbon.trace import _STALE_AFTER_S, TraceProvider
 from chase_integrations.core.collective import LocalCollective
@@ -386,7 +384,7 @@ class _ReplayTrace(TraceProvider):
             if lo_s <= now_s < hi_s:
                 return reading
         reading = super().latest()
-        i = int(np.searchsorted(self._times_s, reading.time.timestamp(), side="right")) - 1
+        i = int(self._search_s.searchsorted(reading.time.timestamp(), side="right")) - 1
         if 0 <= i < len(self._times_s) - 1:
             # fresh until the next row starts, or until it would be stale (whichever comes first)
             stale_s = self._times_s[i] + max(_STALE_AFTER_S, 2 * self.resolution_s)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from chase_integrations.carbon.trace import TraceProvider
+from chase_integrations.core.profile import PowerProfile
 from chase_integrations.errors import ConfigurationError
 from chase_integrations.simulation.clock import SimulatedClock, parse_utc
 from chase_integrations.simulation.gpu import SimulatedGPU, SimulatedGPUs
@@ -77,7 +79,7 @@ class Simulation:
                 "initial_power_limit_w", initial_power_limit_w, f"within [{limits[0]}, {limits[-1]}] W"
             )
         name = f"{Path(str(gpu_profile)).stem if not isinstance(gpu_profile, EpochProfile) else 'profile'} (simulated)"
-        prof = self.step_profile
+        power_w_at = _power_fn(self.step_profile)
         self.gpus = SimulatedGPUs(
             [
                 SimulatedGPU(
@@ -85,7 +87,7 @@ class Simulation:
                     name,
                     limits[0],
                     limits[-1],
-                    power_w_at=lambda w: prof.energy_per_step_j(w) / prof.time_per_step_s(w),
+                    power_w_at=power_w_at,
                     initial_limit_w=initial_power_limit_w,
                     allow_set=allow_set_power_limit,
                 )
@@ -107,12 +109,14 @@ class Simulation:
         The GPUs work in lockstep: the clock advances by the slowest GPU's step time.
         """
         indices = range(self.num_gpus) if gpu_indices is None else gpu_indices
+        gpus, time_per_step_s = self.gpus.gpus, self.step_profile.time_per_step_s
         longest = 0.0
         for i in indices:
-            gpu = self.gpus.gpus[i]
-            seconds = self.step_profile.time_per_step_s(gpu.power_limit_w)
+            gpu = gpus[i]
+            seconds = time_per_step_s(gpu.power_limit_w)
             gpu.run(seconds)
-            longest = max(longest, seconds)
+            if seconds > longest:
+                longest = seconds
         self.clock.advance(longest)
         self.steps += 1
         return longest
@@ -121,3 +125,19 @@ class Simulation:
     def power_limits_w(self) -> list[int]:
         """Current limit of each simulated GPU, W."""
         return [g.power_limit_w for g in self.gpus.gpus]
+
+
+def _power_fn(profile: PowerProfile) -> Callable[[float], float]:
+    """``limit_w -> average power (W)`` of one step under ``profile``, memoised (a profile never changes).
+
+    The simulated GPUs ask for it on every step.
+    """
+    power_w: dict[float, float] = {}
+
+    def power_w_at(limit_w: float) -> float:
+        value = power_w.get(limit_w)
+        if value is None:
+            value = power_w[limit_w] = profile.energy_per_step_j(limit_w) / profile.time_per_step_s(limit_w)
+        return value
+
+    return power_w_at
