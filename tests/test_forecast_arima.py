@@ -252,10 +252,12 @@ def test_statsmodels_is_the_default_and_appends_between_refits():
     from chase_integrations.forecast._statsmodels import append_forecast
 
     z_new = standardized(f._model.parts, z_new, f._buffer.last_h - 2)
-    _, extended = append_forecast(base, z_new, 24)
+    extended_results, extended = append_forecast(base, z_new, 24)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         appended = np.asarray(base.append(z_new, refit=False).forecast(24))
+        own = np.asarray(extended_results.forecast(24))
+    assert extended == pytest.approx(own, abs=1e-9)  # read off the last predicted state = forecast()
     assert extended == pytest.approx(appended, abs=1e-6)
     assert extended == pytest.approx(path.z[:24], abs=1e-12)
     values, first_h = f._buffer.values(), f._buffer.first_h

@@ -63,7 +63,7 @@ class TraceProvider(CarbonIntensityProvider):
         >>> import tempfile, os
         >>> from chase_integrations.simulation.clock import SimulatedClock
         >>> path = os.path.join(tempfile.mkdtemp(), "t.csv")
-        >>> _ = open(path, "w").write("datetime_utc,ci\\n2024-01-01 00:00,100\\n2024-01-01 01:00,200\\n")
+        >>> _ = open(path, "w").write("datetime_utc,ci\n2024-01-01 00:00,100\n2024-01-01 01:00,200\n")
         >>> clock = SimulatedClock("2024-01-01T01:30:00Z")
         >>> TraceProvider(path, clock=clock).latest().g_per_kwh
         200.0

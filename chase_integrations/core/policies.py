@@ -11,7 +11,9 @@ Ties go to the higher limit (faster, never worse on time).
 Example:
     >>> from chase_integrations.core.profile import PowerProfile
     >>> prof = PowerProfile({300: (1.00, 235.0), 250: (1.005, 216.0), 200: (1.07, 190.0)})
-    >>> chase_limit(prof, intensity_g_per_kwh=500.0, eta=0.5, max_intensity_g_per_kwh=500.0)
+    >>> chase_limit(prof, intensity_g_per_kwh=500.0, eta=0.5, max_intensity_g_per_kwh=500.0)  # dirtiest hour
+    200
+    >>> chase_limit(prof, intensity_g_per_kwh=100.0, eta=0.5, max_intensity_g_per_kwh=500.0)  # a clean hour
     250
     >>> weighted_limit(prof, intensity_g_per_kwh=0.0, mu=1.0)
     300
