@@ -14,6 +14,8 @@ import traceback
 import warnings
 from pathlib import Path
 
+import torch.distributed as dist
+
 from chase_integrations.carbon import TraceProvider
 from chase_integrations.errors import ChaseWarning
 from chase_integrations.forecast import PersistenceForecaster
@@ -119,4 +121,9 @@ def run_and_record(args: argparse.Namespace, rank_of, train, sim_of, callback_of
         "report": cb.report,
     }
     Path(args.out, f"rank{rank}.json").write_text(json.dumps(result, indent=1, default=str))
+    # The frameworks leave the gloo process group to interpreter exit, where its threads were once
+    # seen to abort a rank that had finished ("terminate called without an active exception",
+    # SIGABRT) on a loaded machine; tear it down while the interpreter is whole.
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
     return 0 if error is None else 3
