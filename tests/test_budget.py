@@ -128,3 +128,19 @@ def test_hull_is_cached_by_content() -> None:
     assert _hull(same) is _hull(PROFILE)
     other = PowerProfile({300: (60.0, 14100.0), 200: (64.3, 11420.0)})
     assert _hull(other) is not _hull(PROFILE) and list(_hull(other).limits_w) == [300.0, 200.0]
+
+
+
+@settings(max_examples=30, deadline=None)
+@given(ci=st.lists(st.floats(1.0, 900.0), min_size=24, max_size=48), days=st.integers(4, 8),
+       slack=st.floats(0.001, 0.2), interpolate=st.booleans())
+def test_long_jobs_search_mu_by_bisection_with_the_same_plan(ci, days, slack, interpolate) -> None:
+    from chase_integrations.core import budget
+
+    steps = days * 24 * 60
+    plans = []
+    for all_at_once in (10**12, 0):  # every breakpoint's plan projected at once, then bisection
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(budget, "_ALL_AT_ONCE", all_at_once)
+            plans.append(plan_budget(PROFILE, ci, steps, steps * T0 * (1 + slack), interpolate=interpolate))
+    assert plans[1] == plans[0]

@@ -124,7 +124,8 @@ def jobs(tmp_path_factory, inputs):
     """Runs each (framework, scenario) job once per module, on first use."""
     cache: dict[tuple[str, str], Job] = {}
     scenarios = {"normal": (), "rank1_no_permission": ("--no-permission-rank", "1"),
-                 "strict_rank1_no_permission": ("--no-permission-rank", "1", "--strict")}
+                 "strict_rank1_no_permission": ("--no-permission-rank", "1", "--strict"),
+                 "counter_frozen_at_250": ("--frozen-counter-w", "250")}
 
     def get(framework: str, scenario: str) -> Job:
         key = (framework, scenario)
@@ -255,3 +256,19 @@ def test_strict_without_permission_fails_every_rank_before_any_step(jobs, framew
     assert r0["final_limits_w"] == [275, 275] and r1["final_limits_w"] == [275, 275]
     assert job.report is not None and job.report["status"] == "failed"
     assert job.elapsed_s < JOB_TIMEOUT_S / 2, f"took {job.elapsed_s:.0f} s"
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_energy_counter_stalled_at_one_limit_leaves_it_out_on_every_rank(jobs, framework):
+    """Both ranks' counters stand still at 250 W: measured twice, left out of the profile, in lockstep."""
+    job = jobs(framework, "counter_frozen_at_250")
+    assert job.rc == 0, job
+    r0, r1 = job.ranks
+    assert [r0["error"], r1["error"]] == [None, None], job
+    for r in (r0, r1):
+        assert sorted(m["power_limit_w"] for m in r["profile"]["limits"]) == [200, 300], r["profile"]
+        assert any("did not advance while profiling 250 W" in w for w in r["warnings"]), r["warnings"]
+        assert r["mode"] == "active" and r["final_limits_w"] == [275, 275]
+    assert r0["profile"] == r1["profile"]
+    assert any("250 W left out of the profile" in n for n in job.report["notes"]), job.report["notes"]
+    assert r0["steps"] == r1["steps"] == 40

@@ -43,6 +43,7 @@ HOUR_S = 3600.0
 _J_PER_KWH = 3.6e6
 _MIX_ITERATIONS = 20
 _MIX_TOLERANCE_S = 1.0  # the mixed plan may leave up to this much of the time budget unused
+_ALL_AT_ONCE = 20_000  # breakpoints x slots up to which every breakpoint's plan is projected at once
 
 #: Default of ``plan_budget(interpolate=None)``: whether the budget policy may use limits between the
 #: candidate limits (measured in ``bench/savings.py``; see the bench README table).
@@ -251,7 +252,16 @@ def plan_budget(
     ci = np.maximum(_extend(intensities_g_per_kwh, hours), 0.0)
     spans = np.full(hours, HOUR_S)
     spans[0] = max(first_hour_s, 1e-9)
-    proj = _Projector(ci, spans, float(remaining_steps))
+    return _solve(hull, _Projector(ci, spans, float(remaining_steps)), float(remaining_time_s), interpolate)
+
+
+def _solve(hull: _Hull, proj: _Projector, remaining_time_s: float, interpolate: bool) -> BudgetPlan:
+    """The least-carbon plan over ``proj``'s slots that fits ``remaining_time_s`` (see the module docstring).
+
+    :func:`plan_budget`'s slots are the forecast's hours; ``bench/planner_variants.py`` builds others.
+    """
+    ci = proj.ci
+    fastest_w = int(hull.limits_w[0])
     # vertex index per hour for a multiplier: the number of breakpoints CI_h·s_k strictly above μ
     rates = ci[:, None] * hull.savings_j_per_s[None, :]  # hours by (vertices - 1)
 
@@ -262,7 +272,7 @@ def plan_budget(
         return proj.run(hull.time_s[idx], hull.energy_j[idx])
 
     remaining_time_s = float(remaining_time_s) * (1 + 1e-12) + 1e-9  # float noise in the projections
-    fast_idx = np.zeros(hours, dtype=int)
+    fast_idx = np.zeros(len(ci), dtype=int)
     fast = project(fast_idx)
     if fast[0] > remaining_time_s:
         return BudgetPlan(fastest_w, math.inf, fast[0], fast[1], False, _schedule(hull, fast_idx, proj, fast[0]))
@@ -274,9 +284,19 @@ def plan_budget(
     # smallest breakpoint whose plan fits; the plan just below it does not
     # (the projected time falls as μ grows: every breakpoint's plan at once, then the first that fits)
     breaks = _sorted_unique(rates[rates > 0])  # the largest is feasible (every hour is fastest there)
-    plans = (rates[None, :, :] > breaks[:, None, None]).sum(axis=2)  # breakpoints by hours
-    fits = proj.times(hull.time_s[plans]) <= remaining_time_s
-    mu = float(breaks[int(np.argmax(fits)) if fits.any() else len(breaks) - 1])
+    if len(breaks) * len(ci) <= _ALL_AT_ONCE:
+        plans = (rates[None, :, :] > breaks[:, None, None]).sum(axis=2)  # breakpoints by hours
+        fits = proj.times(hull.time_s[plans]) <= remaining_time_s
+        mu = float(breaks[int(np.argmax(fits)) if fits.any() else len(breaks) - 1])
+    else:  # many slots (a long job): binary search, the same answer (the projected time is monotone in μ)
+        lo, hi = 0, len(breaks) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if project(choice(float(breaks[mid])))[0] <= remaining_time_s:
+                hi = mid
+            else:
+                lo = mid + 1
+        mu = float(breaks[lo])
     idx = choice(mu)
     result = project(idx)
     if not interpolate:

@@ -48,6 +48,8 @@ class ProfilingPlan:
     measure_steps_current: int = 0
     extended: bool = False
     skipped_w: list[int] = field(default_factory=list)
+    retried: bool = False
+    unmeasured_w: list[int] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
@@ -108,6 +110,27 @@ class ProfilingPlan:
         self.measure_steps_current = self.partial_steps + max(1, int(extra_steps))
         self.extended = True
 
+    def retry(self) -> None:
+        """Throw away what the current limit's windows measured and measure it again (same steps)."""
+        self.partial_time_s = self.partial_energy_j = 0.0
+        self.partial_steps = self.steps_in_phase = 0
+        self.measure_steps_current = 0
+        self.extended = False
+        self.retried = True
+
+    def skip_current(self, rest: bool = False) -> None:
+        """Leave the current limit (``rest``: and every limit after it) out of the profile, unmeasured."""
+        stop = len(self.limits_w) if rest else self.index + 1
+        self.unmeasured_w += list(self.limits_w[self.index : stop])
+        self.index = stop
+        self._next_limit()
+
+    def _next_limit(self) -> None:
+        self.phase, self.steps_in_phase = "warmup", 0
+        self.partial_time_s = self.partial_energy_j = 0.0
+        self.partial_steps = self.limit_interruptions = 0
+        self.extended = self.retried = False
+
     def record_window(self, time_s: float, energy_j: float) -> None:
         """Record the closing window of the current limit (plus any partial windows) and move on."""
         steps = self.partial_steps + self.steps_in_phase
@@ -126,10 +149,7 @@ class ProfilingPlan:
         limit = self.limits_w[self.index]
         self.results[limit] = (time_per_step_s, energy_per_step_j)
         self.index += 1
-        self.phase, self.steps_in_phase = "warmup", 0
-        self.partial_time_s = self.partial_energy_j = 0.0
-        self.partial_steps = self.limit_interruptions = 0
-        self.extended = False
+        self._next_limit()
         dominated = any(
             time_per_step_s > t * (1 + DOMINATED_MARGIN) and energy_per_step_j > e * (1 + DOMINATED_MARGIN)
             for w, (t, e) in self.results.items()
@@ -156,6 +176,7 @@ class ProfilingPlan:
             "index": self.index,
             "interruptions": self.interruptions,
             "results": {str(k): list(v) for k, v in self.results.items()},
+            "unmeasured_w": list(self.unmeasured_w),
         }
 
     @classmethod
@@ -165,4 +186,5 @@ class ProfilingPlan:
         plan.index = int(data.get("index", 0))
         plan.interruptions = int(data.get("interruptions", 0))
         plan.results = {int(k): (float(v[0]), float(v[1])) for k, v in data.get("results", {}).items()}
+        plan.unmeasured_w = [int(w) for w in data.get("unmeasured_w", [])]
         return plan

@@ -32,6 +32,12 @@ logger = logging.getLogger(__name__)
 STATE_VERSION = 1
 _MODES = ("disabled", "monitor", "advisory", "active")  # a job runs the flow of its most capable rank
 _PROBE_STEPS = 5  # steps to measure the step rate before the first timed decision
+#: A profiling window whose GPUs averaged less than this (W per GPU) read an energy counter that did not
+#: advance: a powered GPU draws tens of watts even idle.
+STALLED_POWER_W = 5.0
+#: Only windows at least this long are judged: shorter ones may read zero on a working counter (NVML updates
+#: it every ~100 ms).
+STALLED_MIN_WINDOW_S = 1.0
 
 
 @dataclass
@@ -426,10 +432,64 @@ class ChaseSession:
                 self.plan.extend(time_max, energy_sum, extra)
                 self._begin_measure()
                 return None
+            energy_j = self.plan.partial_energy_j + energy_sum
+            if self._counter_stalled(energy_j, window_s):
+                return self._stalled_window(energy_j, window_s)
             self.plan.record_window(max(time_max, 1e-9), max(energy_sum, 1e-9))
             if self.plan.done:
                 return self._finish_profiling()
             self._restart_profile_phase()
+        return None
+
+    def _counter_stalled(self, energy_j: float, time_s: float) -> bool:
+        """Whether a window of at least :data:`STALLED_MIN_WINDOW_S` read under :data:`STALLED_POWER_W` per GPU.
+
+        Every rank calls this with the same reduced values, and the GPU count is reduced too (a rank may
+        meter none), so every rank gets the same answer.
+        """
+        mine = len(self.controller.gpu_indices) if self.controller is not None and self.meter is not None else 0
+        gpus, _ = self._collective.sum_max(float(mine), 0.0)
+        return gpus > 0 and time_s >= STALLED_MIN_WINDOW_S and energy_j < STALLED_POWER_W * gpus * time_s
+
+    def _stalled_window(self, energy_j: float, window_s: float) -> dict[str, float] | None:
+        """The energy counter did not advance over a profiling window: measure again, then leave the limit out.
+
+        Decided from cross-rank reduced values, so every rank takes the same branch. The first stall of a limit
+        measures it again; a second leaves it out of the profile. When that is the default limit (measured first),
+        power control stops: no other limit can be compared with it.
+        """
+        assert self.plan is not None
+        limit = self.plan.current_limit_w
+        if not self.plan.retried:
+            logger.info("chase: the GPU energy counter read %.3g J in %.1f s at %s W; measuring that limit again.",
+                        energy_j, window_s, limit)
+            self.plan.retry()
+            self._begin_measure()
+            return None
+        what = (f"The GPU energy counter did not advance while profiling {limit} W "
+                f"({energy_j:.3g} J in {window_s:.1f} s, twice)")
+        if limit != self.plan.limits_w[0]:
+            self.plan.skip_current()
+            self.warner.warn("energy-stalled", f"{what}; that limit is left out of the profile.")
+            self.notes.append(f"{what}; {limit} W left out of the profile.")
+            if self.plan.done:
+                return self._finish_profiling()
+            self._restart_profile_phase()
+            return None
+        self.plan.skip_current(rest=True)
+        self.warner.warn(
+            "energy-stalled",
+            f"{what}. Power control is off for this run (original limits restored); intensity is still logged, but the "
+            "energy and carbon figures come from the same counter and undercount. Check the GPU's energy counter "
+            "(nvidia-smi -q -d POWER).",
+        )
+        self.notes.append(f"{what}; power control off, energy and carbon figures unreliable.")
+        self.restore()
+        self.mode = "monitor"
+        self.candidates_w = []
+        original_w = next(iter(self.original_limits_w.values()), self.default_limit_w)
+        self._switch_limit(original_w, forecast=None, phase="train")  # the intervals from here run at it
+        self._next_decision_step = self.steps + _PROBE_STEPS if self.config.decision_interval_s else None
         return None
 
     def _finish_profiling(self) -> dict[str, float] | None:
@@ -442,6 +502,7 @@ class ChaseSession:
                 "Skipped limits %s W: dominated (slower and more energy per step than a higher limit).",
                 self.plan.skipped_w,
             )
+        if self.plan.skipped_w or self.plan.unmeasured_w:
             self.candidates_w = [w for w in self.candidates_w if w in self.profile]
         if self.config.profile_path and self.rank == 0:
             try:

@@ -70,15 +70,29 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="optimizer steps per epoch on each rank")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--min-window-s", type=float, default=2.0, help="profile_min_window_s")
+    p.add_argument("--frozen-counter-w", type=int, default=None,
+                   help="every GPU's energy counter stands still while its limit is this many W")
     return p.parse_args()
 
 
 def make_simulation(args: argparse.Namespace, rank: int) -> Simulation:
     """This process's simulated node: two GPUs at 275 W (of 100-300 W)."""
     profile = args.profile_rank1 if rank == 1 and args.profile_rank1 else args.profile
-    return Simulation(gpu_profile=profile, workload="imagenet/resnet50", batch_size=256, trace=None,
-                      start="2023-03-01T00:00:00Z", num_gpus=2, steps_per_epoch=20, initial_power_limit_w=275,
-                      allow_set_power_limit=rank != args.no_permission_rank)
+    sim = Simulation(gpu_profile=profile, workload="imagenet/resnet50", batch_size=256, trace=None,
+                     start="2023-03-01T00:00:00Z", num_gpus=2, steps_per_epoch=20, initial_power_limit_w=275,
+                     allow_set_power_limit=rank != args.no_permission_rank)
+    if args.frozen_counter_w is not None:
+        for gpu in sim.gpus.gpus:
+            gpu.run = _frozen_at(gpu, gpu.run, args.frozen_counter_w)
+    return sim
+
+
+def _frozen_at(gpu, run, limit_w: int):
+    def run_gpu(seconds: float) -> None:
+        if gpu._limit_mw != limit_w * 1000:
+            run(seconds)
+
+    return run_gpu
 
 
 def callback_options(args: argparse.Namespace, sim: Simulation) -> dict:
