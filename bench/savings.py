@@ -100,6 +100,10 @@ def tuned_caps(ep) -> dict[float, int]:
     return caps
 
 
+TAPE_HOURS = 64  # hours of forecast kept per hour (the engine asks for at most 48)
+TAPE_ALPHA = 0.2  # the interval the engine asks for (80 %)
+
+
 class _Tape:
     """One real forecaster per scenario, fed every hour once; its forecast at each hour, kept.
 
@@ -123,10 +127,6 @@ class _Tape:
     def close(self) -> None:
         if self.inner is not None:
             self.inner.close()
-
-
-TAPE_HOURS = 64
-TAPE_ALPHA = 0.2
 
 
 def _taped(tape: _Tape):

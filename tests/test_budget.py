@@ -130,7 +130,6 @@ def test_hull_is_cached_by_content() -> None:
     assert _hull(other) is not _hull(PROFILE) and list(_hull(other).limits_w) == [300.0, 200.0]
 
 
-
 @settings(max_examples=30, deadline=None)
 @given(ci=st.lists(st.floats(1.0, 900.0), min_size=24, max_size=48), days=st.integers(4, 8),
        slack=st.floats(0.001, 0.2), interpolate=st.booleans())

@@ -140,7 +140,7 @@ def _freeze_counter(sim, frozen) -> None:
     original = gpu.run
 
     def run_gpu(seconds: float) -> None:
-        if not frozen(sim.steps + 1, gpu._limit_mw // 1000):
+        if not frozen(sim.steps + 1, gpu.power_limit_w):
             original(seconds)
 
     gpu.run = run_gpu

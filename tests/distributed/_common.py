@@ -89,7 +89,7 @@ def make_simulation(args: argparse.Namespace, rank: int) -> Simulation:
 
 def _frozen_at(gpu, run, limit_w: int):
     def run_gpu(seconds: float) -> None:
-        if gpu._limit_mw != limit_w * 1000:
+        if gpu.power_limit_w != limit_w:
             run(seconds)
 
     return run_gpu
