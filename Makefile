@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.chase-installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test docs lint bench clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,9 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+docs: setup  # the reference in docs/ as a site in site/ (MkDocs; any warning fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: setup
 	$(BIN)/ruff check .
 
@@ -27,4 +30,4 @@ bench: setup
 	$(BIN)/python bench/overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

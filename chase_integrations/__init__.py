@@ -1,13 +1,16 @@
 """chase-integrations: carbon-aware GPU power limits for deep-learning training.
 
 Importing the package is cheap: it pulls in none of torch, lightning, transformers or statsmodels.
-The callbacks live in :mod:`chase_integrations.lightning` and :mod:`chase_integrations.huggingface`.
+The callbacks live in :mod:`chase_integrations.lightning` and :mod:`chase_integrations.huggingface`;
+:class:`Chase` (plain PyTorch loops, 🤗 Accelerate, Lightning Fabric) is imported on first use.
 
 Example:
     >>> import chase_integrations
     >>> chase_integrations.__version__
     '0.1.0'
 """
+
+from typing import TYPE_CHECKING
 
 from chase_integrations.errors import (
     ChaseError,
@@ -18,9 +21,13 @@ from chase_integrations.errors import (
     ProviderError,
 )
 
+if TYPE_CHECKING:
+    from chase_integrations.plain import Chase
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "Chase",
     "ChaseError",
     "ChaseWarning",
     "ConfigurationError",
@@ -29,3 +36,12 @@ __all__ = [
     "ProviderError",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """Import :class:`Chase` on first use, so ``import chase_integrations`` stays light."""
+    if name == "Chase":
+        from chase_integrations.plain import Chase
+
+        return Chase
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,8 @@
-"""Where the shared, real data lives: ``CHASE_DATA_DIR`` (default ``../shared/data``)."""
+"""Where the project's shared data folder lives: ``CHASE_DATA_DIR`` (default ``../shared/data``).
+
+For the project's own tests and benchmarks only: an installed package has no such folder. The real data
+that ships with the package is :mod:`chase_integrations.datasets`.
+"""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from chase_integrations import Chase
 from chase_integrations.carbon import (
     ElectricityMapsProvider,
     StaticProvider,
@@ -69,10 +70,25 @@ CALLBACK_CASES = [
     ({"profile_min_window_s": -1}, "profile_min_window_s"),
     ({"fallback_intensity_g_per_kwh": -1}, "fallback_intensity_g_per_kwh"),
     ({"max_reading_age_s": 0}, "max_reading_age_s"),
+    ({"policy": "fastest"}, "policy"),
+    ({"max_slowdown": -0.1}, "max_slowdown"),
+    ({"eta": 1.5}, "eta"),
+    ({"decision_interval_s": 0}, "decision_interval_s"),
+    ({"pue": 0.9}, "pue"),
+    ({"policy": "static"}, "static_power_limit_w"),
+    ({"power_limits_w": []}, "power_limits_w"),
+    ({"forecaster": "prophet"}, "forecaster"),
+    ({"strict": "yes"}, "strict"),
+    ({"gpus": [0, 1]}, "gpus"),
+    ({"watchdog": "yes"}, "watchdog"),
 ]
 
 
-@pytest.mark.parametrize("cls", [ChaseCallback, ChaseTrainerCallback], ids=["lightning", "hf"])
+ADAPTERS = pytest.mark.parametrize("cls", [ChaseCallback, ChaseTrainerCallback, Chase],
+                                   ids=["lightning", "hf", "plain"])
+
+
+@ADAPTERS
 @pytest.mark.parametrize(("kwargs", "argument"), CALLBACK_CASES, ids=[f"{a}-{i}" for i, (_, a) in
                                                                        enumerate(CALLBACK_CASES)])
 def test_callback_arguments(cls, kwargs, argument):
@@ -82,10 +98,25 @@ def test_callback_arguments(cls, kwargs, argument):
     assert "must be" in str(info.value) or "HINT" in str(info.value)
 
 
-@pytest.mark.parametrize("cls", [ChaseCallback, ChaseTrainerCallback], ids=["lightning", "hf"])
+@ADAPTERS
 def test_unknown_callback_argument_is_a_type_error_naming_it(cls):
-    with pytest.raises(TypeError, match="max_slowdwon"):
+    with pytest.raises(TypeError, match=r"max_slowdwon.*did you mean 'max_slowdown'"):
         cls(provider=StaticProvider(100.0), max_slowdwon=0.1)
+
+
+def test_every_adapter_takes_the_same_arguments_documented_once():
+    import inspect
+
+    from chase_integrations.core.arguments import ARGUMENTS, argument_names
+
+    assert list(ARGUMENTS) == argument_names()  # every argument documented, in order
+    shared = [(p.name, p.default, p.kind) for p in inspect.signature(ChaseCallback).parameters.values()]
+    assert shared == [(p.name, p.default, p.kind) for p in inspect.signature(ChaseTrainerCallback).parameters.values()]
+    plain = [(p.name, p.default, p.kind) for p in inspect.signature(Chase).parameters.values()]
+    assert plain[: len(shared)] == shared
+    assert [p[0] for p in plain[len(shared):]] == ["total_steps", "log", "accelerator", "fabric", "devices"]
+    for cls in (ChaseCallback, ChaseTrainerCallback, Chase):
+        assert all(f"{name}:" in cls.__doc__ for name in argument_names()), cls
 
 
 @pytest.mark.parametrize("cls", [ChaseCallback, ChaseTrainerCallback], ids=["lightning", "hf"])
@@ -158,7 +189,9 @@ TRACE_CASES = [
     ("datetime,name\n2024-01-01,x\n2024-01-01T01:00,y\n", {}, "value_column"),  # no numeric column
     ("datetime_utc,ci\n2024-01-01,1\n", {"time_column": "when"}, "time_column"),
     ("datetime_utc,ci\n2024-01-01,1\n", {"value_column": 3}, "value_column"),
-    ("datetime_utc,ci\nyesterday,x\n", {"value_column": "ci"}, "path"),  # no usable rows
+    ("datetime_utc,ci\nyesterday,x\n", {"value_column": "ci"}, "value_column"),  # values are not numbers
+    ("datetime_utc,ci\nyesterday,5\n", {}, "time_column"),  # no timestamp parses
+    ("datetime_utc,ci\n2024-01-01,\n", {}, "path"),  # no usable rows
     ("datetime_utc,ci\n2024-01-01,-5\n", {}, "value_column"),  # negative intensity
 ]
 
@@ -210,7 +243,7 @@ SIMULATE_CASES = [
     ({"batch_size": 3}, "batch_size"),
     ({"steps_per_epoch": 0}, "steps_per_epoch"),
     ({"step_s": 0}, "step_s"),
-    ({"trace": "/nonexistent.csv"}, "path"),
+    ({"trace": "/nonexistent.csv"}, "trace"),
     ({"gpu_profile": "/nonexistent.csv"}, "gpu_profile"),
 ]
 

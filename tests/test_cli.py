@@ -10,7 +10,7 @@ from chase_integrations.cli import main
 
 
 def test_every_subcommand_is_registered(capsys):
-    for name in ("demo", "simulate", "backtest", "report"):
+    for name in ("demo", "simulate", "backtest", "report", "data"):
         try:
             main([name, "--help"])
         except SystemExit as e:
@@ -81,7 +81,10 @@ def test_demo_then_report_in_a_fresh_process_without_data(tmp_path):
         env=env,
     )
     assert demo.returncode == 0, demo.stderr[-2000:]
-    assert "synthetic" in demo.stdout and "carbon" in demo.stdout
+    # no shared data folder: the demo runs on the real data inside the package, and says which
+    assert "trace: US-CISO-2022, embedded real data" in demo.stdout
+    assert "GPU profile: a40, embedded real data" in demo.stdout
+    assert "SYNTHETIC" not in demo.stdout and "carbon" in demo.stdout
     report = subprocess.run(
         [sys.executable, "-m", "chase_integrations", "report", str(run_json)],
         capture_output=True,
@@ -98,3 +101,15 @@ def test_demo_then_report_in_a_fresh_process_without_data(tmp_path):
         env=env,
     )
     assert bad.returncode == 2 and "nope.json" in bad.stderr
+
+
+def test_demo_synthetic_only_when_asked(capsys):
+    assert main(["demo", "--synthetic", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "trace: SYNTHETIC" in out and "GPU profile: SYNTHETIC" in out and "start: 2023-03-01T00:00:00Z" in out
+
+
+def test_demo_on_a_user_trace_starts_inside_it(trace_csv, capsys):
+    assert main(["demo", "--trace", str(trace_csv), "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"trace: {trace_csv}" in out and "start: 2023-03-01T00:00:00+00:00" in out

@@ -190,8 +190,10 @@ def test_trace_sorts_averages_duplicates_and_never_shows_the_future(tmp_path):
 def test_trace_errors_name_the_problem(tmp_path):
     with pytest.raises(ConfigurationError, match="ambiguous"):
         TraceProvider(_csv(tmp_path, "datetime_utc,ci_direct,ci_lca\n2024-01-01,1,2\n"))
-    with pytest.raises(ConfigurationError, match="no usable rows"):
+    with pytest.raises(ConfigurationError, match="values are not numbers"):
         TraceProvider(_csv(tmp_path, "datetime_utc,ci\nnot-a-date,x\n"), value_column="ci")
+    with pytest.raises(ConfigurationError, match="no usable rows"):
+        TraceProvider(_csv(tmp_path, "datetime_utc,ci\n2024-01-01,\n"), value_column="ci")
     with pytest.raises(ConfigurationError, match="negative"):
         TraceProvider(_csv(tmp_path, "datetime_utc,ci\n2024-01-01,-5\n"))
     with pytest.raises(ConfigurationError, match="time_column"):

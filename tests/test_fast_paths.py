@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from chase_integrations.carbon.reading import IntensityReading, checked_g_per_kwh
 from chase_integrations.carbon.trace import _step_mean
 from chase_integrations.core.budget import _sorted_unique
-from chase_integrations.core.decide import Decider
+from chase_integrations.core.decide import interval_mean
 from chase_integrations.core.footprint import project_carbon
 from chase_integrations.core.intensity import IntensitySource, step_mean, time_weighted_mean
 from chase_integrations.core.ledger import Interval, Ledger
@@ -60,13 +60,13 @@ def test_interval_mean_matches_readings_mean(outlook, offset_s, interval_s):
     now = T0 + timedelta(seconds=offset_s, microseconds=offset_s * 37)
     readings = [IntensityReading(T0 + timedelta(hours=h), v, h > 0) for h, v in enumerate(outlook)]
     expected = time_weighted_mean(readings, now, now + timedelta(seconds=interval_s))
-    assert Decider._interval_mean(outlook, now, interval_s) == expected
+    assert interval_mean(outlook, now, interval_s) == expected
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0])
 def test_invalid_forecast_values_still_raise(bad):
     with pytest.raises(ValueError, match="finite and >= 0"):
-        Decider._interval_mean([100.0, bad], T0, 3600.0)
+        interval_mean([100.0, bad], T0, 3600.0)
     with pytest.raises(ValueError, match="finite and >= 0"):
         IntensityReading(T0, bad)
     with pytest.raises(ValueError, match="finite and >= 0"):

@@ -10,8 +10,7 @@ import warnings
 import pytest
 from transformers import Trainer
 
-from chase_integrations.errors import ChaseWarning, ConfigurationError, PowerPermissionError
-from chase_integrations.huggingface import ChaseTrainerCallback
+from chase_integrations.errors import ChaseWarning, PowerPermissionError
 from tests.hf_helpers import FaultyRegressor, SFTStyleTrainer, chase_callback, hf_trainer
 
 METRIC_KEYS = {
@@ -307,43 +306,3 @@ def test_accelerate_collective_single_process():
     c = AccelerateCollective(0, 1, torch.device("cpu"))
     assert c.broadcast({"limit_w": 225}) == {"limit_w": 225}
     assert c.sum_max(2.0, 3.0) == (2.0, 3.0)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "argument"),
-    [
-        ({"policy": "fastest"}, "policy"),
-        ({"max_slowdown": -0.1}, "max_slowdown"),
-        ({"eta": 1.5}, "eta"),
-        ({"decision_interval_s": 0}, "decision_interval_s"),
-        ({"pue": 0.9}, "pue"),
-        ({"policy": "static"}, "static_power_limit_w"),
-        ({"power_limits_w": []}, "power_limits_w"),
-        ({"forecaster": "prophet"}, "forecaster"),
-        ({"strict": "yes"}, "strict"),
-        ({"gpus": [0, 1]}, "gpus"),
-    ],
-)
-def test_bad_arguments_name_the_argument(kwargs, argument):
-    from chase_integrations.carbon import StaticProvider
-
-    with pytest.raises(ConfigurationError, match=f"`{argument}`"):
-        ChaseTrainerCallback(provider=StaticProvider(100.0), **kwargs)
-
-
-def test_provider_must_be_a_provider():
-    with pytest.raises(ConfigurationError, match="`provider`"):
-        ChaseTrainerCallback(provider="DE")
-
-
-def test_same_signature_as_lightning():
-    import inspect
-
-    from chase_integrations.lightning import ChaseCallback
-
-    hf = inspect.signature(ChaseTrainerCallback.__init__).parameters
-    pl = inspect.signature(ChaseCallback.__init__).parameters
-    def describe(params):
-        return [(p.name, p.default, p.kind) for p in params.values()]
-
-    assert describe(hf) == describe(pl)

@@ -9,7 +9,7 @@ import warnings
 import pytest
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from chase_integrations.errors import ChaseWarning, ConfigurationError, PowerPermissionError
+from chase_integrations.errors import ChaseWarning, PowerPermissionError
 from chase_integrations.lightning import ChaseCallback
 from tests.lightning_helpers import TinyModel, loader, trainer
 
@@ -212,30 +212,3 @@ def test_gradient_accumulation_counts_optimizer_steps(make_sim, tmp_path):
     cb = _callback(sim, tmp_path, policy="monitor")
     trainer(cb, tmp_path, max_epochs=1, accumulate_grad_batches=2).fit(TinyModel(), loader(20))
     assert cb.report["steps"] == 10 and sim.steps == 10
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "argument"),
-    [
-        ({"policy": "fastest"}, "policy"),
-        ({"max_slowdown": -0.1}, "max_slowdown"),
-        ({"eta": 1.5}, "eta"),
-        ({"decision_interval_s": 0}, "decision_interval_s"),
-        ({"pue": 0.9}, "pue"),
-        ({"policy": "static"}, "static_power_limit_w"),
-        ({"power_limits_w": []}, "power_limits_w"),
-        ({"forecaster": "prophet"}, "forecaster"),
-        ({"strict": "yes"}, "strict"),
-        ({"gpus": [0, 1]}, "gpus"),
-    ],
-)
-def test_bad_arguments_name_the_argument(kwargs, argument):
-    from chase_integrations.carbon import StaticProvider
-
-    with pytest.raises(ConfigurationError, match=f"`{argument}`"):
-        ChaseCallback(provider=StaticProvider(100.0), **kwargs)
-
-
-def test_provider_must_be_a_provider():
-    with pytest.raises(ConfigurationError, match="`provider`"):
-        ChaseCallback(provider="DE")

@@ -1,8 +1,9 @@
 """The notebooks: stored without outputs, and each runs top to bottom on a fresh kernel and draws a figure.
 
 Each notebook runs with nbclient on a new ``python3`` kernel of this interpreter (the venv's), in a temporary
-working directory. Any cell that raises fails the test. The notebooks use the shared data folder when present
-and data built in code otherwise; ``test_notebook_runs_without_shared_data`` forces the second path.
+working directory. Any cell that raises fails the test. The notebooks run on the real data inside the package
+(never the shared data folder, which a user does not have), through the public API only; notebook 01 also runs
+on a CSV the user brings (``test_notebook_01_runs_on_your_own_trace``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 REQUIRED = ("01_will_it_pay_off.ipynb", "02_forecasting_my_grid.ipynb", "03_reading_a_run.ipynb")
 CELL_TIMEOUT_S = 240
-#: What each notebook prints about its data: (shared data folder present, absent).
+#: What each notebook prints about its data (the embedded real trace by default).
 DATA_MARKERS = {
-    "01_will_it_pay_off.ipynb": ("REAL data: Electricity Maps", "SYNTHETIC:"),
-    "02_forecasting_my_grid.ipynb": ("REAL data: Electricity Maps", "SYNTHETIC:"),
-    "03_reading_a_run.ipynb": ("trace: Electricity Maps", "no shared data folder found"),
+    "01_will_it_pay_off.ipynb": "REAL data (embedded): US-CISO-2022",
+    "02_forecasting_my_grid.ipynb": "REAL data (embedded): US-CISO-2022",
+    "03_reading_a_run.ipynb": "trace: US-CISO-2022, embedded real data",
 }
 
 
@@ -112,26 +113,46 @@ def _outputs(nb) -> tuple[str, int]:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
-def test_notebook_runs_and_draws(path: Path, tmp_path: Path, venv_kernel: str):
-    from chase_integrations._data import data_dir
+def test_notebook_uses_only_the_public_api(path: Path):
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    code = "\n".join("".join(c["source"]) for c in raw["cells"] if c["cell_type"] == "code")
+    assert "chase_integrations._" not in code and "CHASE_DATA_DIR" not in code
 
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_notebook_runs_and_draws(path: Path, tmp_path: Path, venv_kernel: str, monkeypatch):
+    monkeypatch.setenv("CHASE_DATA_DIR", str(tmp_path / "absent"))  # what a user has: the package, no data folder
     nb = _execute(path, tmp_path, venv_kernel)
     text, images = _outputs(nb)
     assert images >= 1, f"{path.name} displayed no figure (no image/png output)"
     if path.name in DATA_MARKERS:
-        shared, synthetic = DATA_MARKERS[path.name]
-        expected = shared if data_dir() is not None else synthetic
+        expected = DATA_MARKERS[path.name]
         assert expected in text, f"{path.name} does not say which data it used ({expected!r} not printed)"
 
 
-@pytest.mark.parametrize("name", ["01_will_it_pay_off.ipynb", "02_forecasting_my_grid.ipynb"])
-def test_notebook_runs_without_shared_data(name: str, tmp_path: Path, venv_kernel: str, monkeypatch):
-    """With no shared data folder the notebooks build their data in code and say so."""
-    empty = tmp_path / "no-data"
-    empty.mkdir()
-    monkeypatch.setenv("CHASE_DATA_DIR", str(empty))
-    nb = _execute(NOTEBOOK_DIR / name, tmp_path, venv_kernel)
-    text, images = _outputs(nb)
+def test_notebook_01_runs_on_your_own_trace(tmp_path: Path, venv_kernel: str, monkeypatch):
+    """"Your grid": the yearly CSV a user downloads from Electricity Maps' portal, set in the settings cell."""
+    from datetime import datetime, timedelta
+
+    from chase_integrations.simulation.synthetic import synthetic_intensity
+
+    nbformat = _need("nbformat")
+    export = tmp_path / "my_zone_2023_hourly.csv"
+    lines = ["Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct),"
+             "Carbon Intensity gCO₂eq/kWh (LCA),Data Source,Data Estimated"]
+    t0 = datetime(2023, 1, 1)
+    for h in range(24 * 60):
+        v = synthetic_intensity(h)
+        lines.append(f"{t0 + timedelta(hours=h):%Y-%m-%d %H:%M:%S},Somewhere,Somewhere,XX,{v},{v * 1.2:.2f},test,false")
+    export.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    nb = nbformat.read(NOTEBOOK_DIR / "01_will_it_pay_off.ipynb", as_version=4)
+    settings = nb.cells[1].source
+    assert 'TRACE = "US-CISO-2022"' in settings
+    mine = tmp_path / "01_mine.ipynb"
+    nb.cells[1].source = settings.replace('TRACE = "US-CISO-2022"', f"TRACE = {str(export)!r}")
+    nbformat.write(nb, mine)
+    monkeypatch.setenv("CHASE_DATA_DIR", str(tmp_path / "absent"))
+    text, images = _outputs(_execute(mine, tmp_path, venv_kernel))
     assert images >= 1
-    assert DATA_MARKERS[name][1] in text
-    assert "REAL data" not in text
+    assert f"your file {export}" in text and "Electricity Maps data portal export" in text
+    assert "Carbon Intensity gCO₂eq/kWh (direct)" in text and "grid trace : REAL data" not in text

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 
 from chase_integrations.carbon.base import CarbonIntensityProvider
+from chase_integrations.carbon.formats import PROVIDER_ARGUMENTS, TraceArguments, TraceFormat, parse_trace
 from chase_integrations.carbon.reading import IntensityReading
 from chase_integrations.core.clock import Clock, SystemClock
 from chase_integrations.errors import ConfigurationError, StaleDataError
 
 logger = logging.getLogger(__name__)
 
-_TIME_NAME = re.compile(r"(time|date|timestamp|period|from)", re.IGNORECASE)
-_VALUE_NAME = re.compile(r"(^|_)(ci|carbon|intensity|gco2\w*|g_per_kwh|moer|hist)($|_)", re.IGNORECASE)
-_NOT_VALUE = re.compile(r"(pred|forecast|mwh|estimated)", re.IGNORECASE)
 _STALE_AFTER_S = 3 * 3600.0
 
 
@@ -47,17 +44,26 @@ class TraceProvider(CarbonIntensityProvider):
     a replayed trace never reveals its future.
 
     Args:
-        path: CSV file with a timestamp column and an intensity column (gCO2eq/kWh).
-        time_column: Name of the timestamp column; ``None`` picks the one column whose name
-            looks like a time (``datetime_utc``, ``timestamp``, ...).
-        value_column: Name of the intensity column; ``None`` picks the one intensity-looking
-            numeric column (forecast, MWh, ``estimated`` and LCA columns are skipped) and raises
-            :class:`~chase_integrations.errors.ConfigurationError` when that is ambiguous.
+        path: CSV file (``.csv`` or ``.csv.gz``) with a timestamp column and an intensity column, or the
+            short name of a trace that comes with the package (``"US-CISO-2022"``; see
+            :func:`chase_integrations.datasets.list_datasets`). The CSVs that Electricity Maps, EIA-930
+            derivatives, NESO and WattTime publish are recognised by their columns
+            (:mod:`chase_integrations.carbon.formats`); WattTime's lbs/MWh become gCO2eq/kWh.
+        time_column: Name of the timestamp column; ``None``: the recognised format's, else the one
+            column whose name looks like a time (``datetime_utc``, ``timestamp``, ...).
+        value_column: Name of the intensity column (gCO2eq/kWh); ``None``: the recognised format's
+            (Electricity Maps: direct), else the one intensity-looking column (forecast, MWh and
+            ``estimated`` columns are skipped); a :class:`~chase_integrations.errors.ConfigurationError`
+            when that is ambiguous.
         clock: Where "now" comes from. ``None`` replays from the trace's first timestamp, moving
             with wall time from the first call.
+        arguments: How errors name the three arguments above; wrappers pass theirs (``Simulation``'s
+            ``trace``/``trace_value_column``, the command line's ``--trace-value-column``).
 
     Timestamps without a zone are UTC; unsorted rows are sorted; duplicate timestamps are averaged;
-    blank or non-numeric values are dropped (the previous value holds). Negative values are an error.
+    blank values are dropped (the previous value holds). Values that do not parse are dropped too, with a
+    :class:`~chase_integrations.errors.ChaseWarning` that counts them (:attr:`dropped_rows`). A value
+    column with no number at all, or a negative value, is an error.
 
     Example:
         >>> import tempfile, os
@@ -67,6 +73,9 @@ class TraceProvider(CarbonIntensityProvider):
         >>> clock = SimulatedClock("2024-01-01T01:30:00Z")
         >>> TraceProvider(path, clock=clock).latest().g_per_kwh
         200.0
+        >>> ciso = TraceProvider("US-CISO-2022", clock=SimulatedClock("2022-06-01T12:00:00Z"))
+        >>> ciso.format.name, ciso.value_column, len(ciso)
+        ('eia930', 'avg_CI', 8757)
     """
 
     name = "trace"
@@ -77,19 +86,26 @@ class TraceProvider(CarbonIntensityProvider):
         time_column: str | None = None,
         value_column: str | None = None,
         clock: Clock | None = None,
+        *,
+        arguments: TraceArguments = PROVIDER_ARGUMENTS,
     ) -> None:
         import pandas as pd
 
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ConfigurationError.invalid("path", str(path), "an existing CSV file")
+        from chase_integrations.datasets import trace_path
+
+        self.path = trace_path(path, argument=arguments.trace)
         try:
             frame = pd.read_csv(self.path)
         except Exception as e:
-            raise ConfigurationError(f"`path` {str(path)!r} could not be read as CSV: {e}") from e
-        self.time_column = _pick_time_column(frame, time_column, self.path)
-        self.value_column = _pick_value_column(frame, value_column, self.time_column, self.path)
-        times, values = _clean(frame, self.time_column, self.value_column, self.path)
+            raise ConfigurationError(f"`{arguments.trace}` {str(path)!r} could not be read as CSV: {e}") from e
+        parsed = parse_trace(frame, self.path.name, time_column, value_column, arguments)
+        self.time_column = parsed.time_column
+        self.value_column = parsed.value_column
+        #: The recognised layout (:mod:`~chase_integrations.carbon.formats`), or ``None`` for a generic CSV.
+        self.format: TraceFormat | None = parsed.format
+        #: Rows dropped because their time or value was blank or did not parse.
+        self.dropped_rows = parsed.blank_rows + parsed.unparsable_rows
+        times, values = parsed.times_s, parsed.values_g_per_kwh
         self._times_s = times  # int64 seconds since epoch, sorted unique
         #: The same times as float64, for searching: ``np.searchsorted`` of a float in an int64 array
         #: converts the whole array on every call (~15 µs for a 4-year hourly trace).
@@ -201,78 +217,3 @@ def _step_mean(times_s: np.ndarray, values: np.ndarray, start_s: float, end_s: f
     edges = np.concatenate(([start_s], times_s[lo + 1 : hi + 1], [end_s]))
     widths = edges[1:] - edges[:-1]
     return float(np.dot(widths, values[lo : hi + 1]) / (end_s - start_s))
-
-
-def _pick_time_column(frame, requested: str | None, path: Path) -> str:
-    columns = list(frame.columns)
-    if requested is not None:
-        if requested not in columns:
-            raise ConfigurationError.invalid("time_column", requested, f"one of the columns of {path.name}: {columns}")
-        return requested
-    candidates = [c for c in columns if _TIME_NAME.search(str(c))]
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise ConfigurationError(
-            f"`time_column` could not be inferred for {path.name}: no column looks like a timestamp "
-            f"among {columns}. HINT: pass time_column=..."
-        )
-    exact = [c for c in candidates if str(c).lower() in ("datetime_utc", "timestamp", "time", "datetime", "date")]
-    if len(exact) == 1:
-        return exact[0]
-    raise ConfigurationError(
-        f"`time_column` is ambiguous for {path.name}: candidates {candidates}. HINT: pass time_column=..."
-    )
-
-
-def _pick_value_column(frame, requested: str | None, time_column: str, path: Path) -> str:
-    import pandas as pd
-
-    columns = [c for c in frame.columns if c != time_column]
-    if requested is not None:
-        if requested not in columns:
-            raise ConfigurationError.invalid(
-                "value_column", requested, f"one of the value columns of {path.name}: {columns}"
-            )
-        return requested
-    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c])]
-    candidates = [c for c in numeric if _VALUE_NAME.search(str(c)) and not _NOT_VALUE.search(str(c))]
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates and len(numeric) == 1:
-        return numeric[0]
-    if not candidates:
-        raise ConfigurationError(
-            f"`value_column` could not be inferred for {path.name}: no numeric column looks like carbon "
-            f"intensity among {columns}. HINT: pass value_column=..."
-        )
-    raise ConfigurationError(
-        f"`value_column` is ambiguous for {path.name}: candidates {candidates}. HINT: pass value_column=..."
-    )
-
-
-def _clean(frame, time_column: str, value_column: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import pandas as pd
-
-    times = pd.to_datetime(frame[time_column], utc=True, errors="coerce", format="mixed")
-    values = pd.to_numeric(frame[value_column], errors="coerce")
-    data = pd.DataFrame({"t": times, "v": values}).dropna()
-    dropped = len(frame) - len(data)
-    if dropped:
-        logger.info("%s: dropped %d rows with a blank or unparsable time or value.", path.name, dropped)
-    if data.empty:
-        raise ConfigurationError(
-            f"`path` {path.name} has no usable rows in columns {time_column!r} and {value_column!r} (`time_column`, "
-            "`value_column`): every row needs a parsable time and a numeric intensity."
-        )
-    if (data["v"] < 0).any():
-        bad = data.loc[data["v"] < 0].iloc[0]
-        raise ConfigurationError(
-            f"`value_column` {value_column!r} of {path.name} has a negative intensity {bad['v']} at {bad['t']}; "
-            "carbon intensity must be >= 0 gCO2eq/kWh."
-        )
-    if not data["t"].is_monotonic_increasing:
-        logger.info("%s: rows are not in time order; sorting.", path.name)
-    data = data.groupby("t", sort=True)["v"].mean()
-    times_s = np.asarray(data.index.as_unit("s").asi8, dtype=np.int64)
-    return times_s, data.to_numpy(dtype=float)

@@ -1,4 +1,4 @@
-"""The ``chase`` command line: ``demo``, ``simulate``, ``backtest``, ``report``."""
+"""The ``chase`` command line: ``demo``, ``simulate``, ``backtest``, ``report``, ``data``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-_SUBCOMMANDS = ("demo", "simulate", "backtest", "report")
+_SUBCOMMANDS = ("demo", "simulate", "backtest", "report", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,7 +29,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(rolling origin) and report MAPE and MAE per forecaster and horizon. ARIMA refits every "
         "24 h and appends new hours in between, as it does live. " + _MAPE_NOTE,
     )
-    parser.add_argument("--trace", required=True, help="CSV trace (a timestamp and an intensity column)")
+    parser.add_argument("--trace", required=True, help="CSV trace (a timestamp and an intensity column) or an "
+                        "embedded trace's short name, e.g. US-CISO-2022 (`chase data list`)")
     parser.add_argument("--start", required=True, help="first evaluated hour, ISO-8601 (UTC if no zone)")
     parser.add_argument("--days", required=True, type=float, help="evaluation window in days")
     parser.add_argument("--horizons", default="1,6,24", help="hours ahead, comma-separated (default 1,6,24)")
@@ -50,6 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the backtest described by ``args``; print a table or JSON; return the exit code."""
+    from chase_integrations.carbon.formats import CLI_ARGUMENTS
     from chase_integrations.carbon.trace import TraceProvider
     from chase_integrations.errors import ChaseError
     from chase_integrations.forecast.backtest import backtest
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
             start = parse_utc(args.start)
         except ValueError as e:
             raise _usage(f"--start must be an ISO-8601 time, got {args.start!r}") from e
-        trace = TraceProvider(args.trace, time_column=args.time_column, value_column=args.value_column)
+        trace = TraceProvider(args.trace, time_column=args.time_column, value_column=args.value_column,
+                              arguments=CLI_ARGUMENTS)
         results = backtest(
             trace.times_s, trace.values_g_per_kwh, start, args.days, horizons, names, args.history_hours,
             progress=getattr(args, "progress", None),

@@ -1,17 +1,34 @@
-"""``chase demo``: a simulated training run over a carbon trace, with a short report."""
+"""``chase demo``: a simulated training run over a real carbon trace, with a short report.
+
+By default it replays the embedded ``US-CISO-2022`` trace (California ISO, EIA-930) with the embedded Zeus
+A40 profile (ResNet-50, batch 256), from 2022-03-01, and says so; ``--trace`` / ``--gpu-profile`` take a
+file or another short name (``chase data list``), ``--synthetic`` uses data built in code instead.
+
+Example:
+    >>> import argparse, tempfile
+    >>> parser = argparse.ArgumentParser(prog="chase")
+    >>> add_parser(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["demo"])
+    >>> inputs = resolve_inputs(args.trace, args.value_column, args.gpu_profile, tempfile.mkdtemp(), args.start)
+    >>> inputs.provider.path.name, inputs.gpu_profile.name, inputs.start
+    ('US-CISO-2022.csv.gz', 'summary_power_a40.csv', '2022-03-01T00:00:00Z')
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
-from chase_integrations._data import data_path
+from chase_integrations.datasets import DEMO_GPU_PROFILE, DEMO_TRACE
 
-DEFAULT_TRACE = ("carbon", "electricitymaps_sustain_cluster", "DE-LU_2021-2024_hourly.csv")
-DEFAULT_TRACE_COLUMN = "ci_direct_gco2eq_per_kwh"
-DEFAULT_PROFILE = ("gpu", "nsdi23_trace", "summary_power_a40.csv")
+#: Where the demo starts on the embedded trace: early March, when California's solar makes a deep daily dip.
+DEMO_START = "2022-03-01T00:00:00Z"
+#: Where it starts on the synthetic trace (``--synthetic``).
+SYNTHETIC_START = "2023-03-01T00:00:00Z"
 
 
 def add_parser(sub) -> None:
@@ -19,16 +36,20 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "demo",
         help="simulated training run over a carbon trace; prints the report",
-        description="Train a tiny CPU model standing in for ResNet-50 on an A40, over a carbon trace, "
-        "with ChaseCallback on a simulated GPU, and print what it did.",
+        description="Train a tiny CPU model standing in for ResNet-50 on an A40, over a real carbon trace "
+        f"(default: the embedded {DEMO_TRACE}), with ChaseCallback on a simulated GPU, and print what it did.",
     )
     p.add_argument("--framework", choices=["lightning", "hf"], default="lightning")
-    p.add_argument("--trace", help="carbon-intensity CSV (default: DE-LU from CHASE_DATA_DIR, else built in code)")
-    p.add_argument("--value-column", help="intensity column of --trace")
-    p.add_argument("--gpu-profile", help="Zeus trace CSV (default: A40 from CHASE_DATA_DIR, else built in code)")
+    p.add_argument("--trace", help=f"carbon-intensity CSV or embedded trace name (default: {DEMO_TRACE}; "
+                   "`chase data list`)")
+    p.add_argument("--value-column", help="intensity column of --trace (default: inferred)")
+    p.add_argument("--gpu-profile", help=f"Zeus trace CSV or embedded profile name (default: {DEMO_GPU_PROFILE})")
+    p.add_argument("--synthetic", action="store_true",
+                   help="where --trace / --gpu-profile are not given, use data built in code (not real data)")
     p.add_argument("--workload", default="imagenet/resnet50")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--start", default="2023-03-01T00:00:00Z", help="simulated start time (UTC)")
+    p.add_argument("--start", default=None, help=f"simulated start time, UTC (default: {DEMO_START} on the "
+                   "embedded trace, else 2 days into the trace)")
     p.add_argument("--policy", default="budget", choices=["budget", "chase", "static", "monitor"])
     p.add_argument("--max-slowdown", type=float, default=0.05)
     p.add_argument("--eta", type=float, default=0.5)
@@ -42,10 +63,26 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+@dataclass(frozen=True)
+class DemoInputs:
+    """What the demo runs on, and the lines that say so."""
+
+    provider: object  # a TraceProvider (not imported at module level: ``chase --help`` stays light)
+    gpu_profile: Path
+    start: str
+    notes: list[str]
+
+
 def resolve_inputs(
-    trace: str | None, value_column: str | None, gpu_profile: str | None, workdir: Path, start: str
-) -> tuple[str, str | None, str, list[str]]:
-    """Pick the trace and GPU profile: the user's, then the shared data folder's, then built in code."""
+    trace: str | None, value_column: str | None, gpu_profile: str | None, workdir: str | Path,
+    start: str | None = None, synthetic: bool = False, workload: str = "imagenet/resnet50", batch_size: int = 256,
+) -> DemoInputs:
+    """Pick the trace, GPU profile and start: the user's, else the embedded ones (``synthetic``: built in code)."""
+    from chase_integrations.carbon.formats import CLI_ARGUMENTS
+    from chase_integrations.carbon.trace import TraceProvider
+    from chase_integrations.datasets import gpu_profile_path
+    from chase_integrations.errors import ConfigurationError
+    from chase_integrations.simulation.clock import parse_utc
     from chase_integrations.simulation.synthetic import (
         SYNTHETIC_PROFILE_DESCRIPTION,
         SYNTHETIC_TRACE_DESCRIPTION,
@@ -53,28 +90,40 @@ def resolve_inputs(
         write_synthetic_trace,
     )
 
+    workdir = Path(workdir)
     notes = []
-    if trace is None:
-        shared = data_path(*DEFAULT_TRACE)
-        if shared is not None:
-            trace, value_column = str(shared), value_column or DEFAULT_TRACE_COLUMN
-            notes.append(f"trace: Electricity Maps DE-LU hourly, direct intensity ({shared})")
-        else:
-            trace = str(write_synthetic_trace(workdir / "synthetic_trace.csv", start=start))
-            notes.append(f"trace: {SYNTHETIC_TRACE_DESCRIPTION} (no shared data folder found)")
+    if trace is None and synthetic:
+        start = start or SYNTHETIC_START
+        trace = str(write_synthetic_trace(workdir / "synthetic_trace.csv", start=start))
+        notes.append(f"trace: SYNTHETIC, {SYNTHETIC_TRACE_DESCRIPTION}")
     else:
-        notes.append(f"trace: {trace}")
-    if gpu_profile is None:
-        shared = data_path(*DEFAULT_PROFILE)
-        if shared is not None:
-            gpu_profile = str(shared)
-            notes.append(f"GPU profile: Zeus NSDI'23 A40 measurements ({shared})")
-        else:
-            gpu_profile = str(write_synthetic_gpu_profile(workdir / "synthetic_a40.csv"))
-            notes.append(f"GPU profile: {SYNTHETIC_PROFILE_DESCRIPTION} (no shared data folder found)")
+        if trace is None:
+            trace, start = DEMO_TRACE, start or DEMO_START
+        notes.append(f"trace: {_describe(trace, 'trace')}")
+    provider = TraceProvider(trace, value_column=value_column, arguments=CLI_ARGUMENTS)
+    if start is None:
+        start = (provider.start + min(timedelta(days=2), (provider.end - provider.start) / 2)).isoformat()
+    if not provider.start <= parse_utc(start) <= provider.end:
+        raise ConfigurationError.invalid("--start", start, f"a time within the trace ({provider.start.isoformat()} "
+                                         f"to {provider.end.isoformat()})")
+    if gpu_profile is None and synthetic:
+        path = write_synthetic_gpu_profile(workdir / "synthetic_a40.csv", workload=workload, batch_size=batch_size)
+        notes.append(f"GPU profile: SYNTHETIC, {SYNTHETIC_PROFILE_DESCRIPTION}")
     else:
-        notes.append(f"GPU profile: {gpu_profile}")
-    return trace, value_column, gpu_profile, notes
+        gpu_profile = gpu_profile or DEMO_GPU_PROFILE
+        path = gpu_profile_path(gpu_profile, argument="--gpu-profile")
+        notes.append(f"GPU profile: {_describe(gpu_profile, 'gpu_profile')}, {workload} batch {batch_size}")
+    return DemoInputs(provider, path, start, notes)
+
+
+def _describe(value: str, kind: str) -> str:
+    """For a short name: which embedded data, its source and licence (two lines); for a file: its path."""
+    from chase_integrations.datasets import get_dataset
+
+    if Path(value).is_file():
+        return str(value)
+    d = get_dataset(value, kind)
+    return f"{d.name}, embedded real data: {d.description}\n    ({d.source}; licence {d.licence})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,18 +132,18 @@ def run(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="chase-demo-") as tmp:
         workdir = Path(tmp)
-        trace, column, profile, notes = resolve_inputs(
-            args.trace, args.value_column, args.gpu_profile, workdir, args.start
-        )
+        inputs = resolve_inputs(args.trace, args.value_column, args.gpu_profile, workdir, args.start,
+                                synthetic=args.synthetic, workload=args.workload, batch_size=args.batch_size)
+        notes = [*inputs.notes, f"start: {inputs.start}"]
         sim = Simulation(
-            gpu_profile=profile,
+            gpu_profile=inputs.gpu_profile,
             workload=args.workload,
             batch_size=args.batch_size,
-            trace=trace,
-            trace_value_column=column,
-            start=args.start,
+            trace=None,
+            start=inputs.start,
             steps_per_epoch=args.steps_per_epoch,
         )
+        sim.provider = inputs.provider.with_clock(sim.clock)
         kwargs = dict(
             provider=sim.provider,
             simulation=sim,

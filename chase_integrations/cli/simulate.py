@@ -1,9 +1,10 @@
 r"""``chase simulate``: one job over a carbon trace, offline, through the real engine.
 
 Example:
-    chase simulate --trace DE-LU.csv --trace-value-column ci_direct_gco2eq_per_kwh \\
-        --gpu-profile summary_power_a40.csv --workload imagenet/resnet50 --batch-size 256 \\
-        --job-hours 30 --start 2023-03-01T00:00:00Z --policy budget --max-slowdown 0.05 --json
+    chase simulate --trace US-CISO-2022 --gpu-profile a40 --workload imagenet/resnet50 --batch-size 256 \\
+        --job-hours 30 --start 2022-03-01T00:00:00Z --policy budget --max-slowdown 0.05 --json
+
+``--trace`` and ``--gpu-profile`` take a file or the short name of an embedded dataset (``chase data list``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Simulate one training job over a carbon-intensity trace with a measured GPU profile, "
                     "through the same engine as the callbacks.",
     )
-    p.add_argument("--trace", required=True, help="carbon-intensity CSV (a timestamp and a gCO2eq/kWh column)")
+    p.add_argument("--trace", required=True, help="carbon-intensity CSV (a timestamp and a gCO2eq/kWh column) or "
+                   "an embedded trace's short name, e.g. US-CISO-2022 (`chase data list`)")
     p.add_argument("--trace-value-column", default=None, help="intensity column of --trace (default: inferred)")
     p.add_argument("--trace-time-column", default=None, help="timestamp column of --trace (default: inferred)")
-    p.add_argument("--gpu-profile", required=True, help="GPU profile CSV in the Zeus trace format")
+    p.add_argument("--gpu-profile", required=True, help="GPU profile CSV in the Zeus trace format or an embedded "
+                   "profile's short name: a40, v100, rtx6000, p100, h200")
     p.add_argument("--workload", default="imagenet/resnet50", help="dataset/network in the profile")
     p.add_argument("--batch-size", type=int, default=256, help="batch size in the profile")
     p.add_argument("--optimizer", default=None, help="optimizer in the profile, when it has several")
@@ -51,11 +54,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``chase simulate``; return the exit status (0 ok, 2 bad arguments or data)."""
+    from chase_integrations.carbon.formats import SIMULATE_CLI_ARGUMENTS
+    from chase_integrations.carbon.trace import TraceProvider
+    from chase_integrations.datasets import gpu_profile_path
     from chase_integrations.simulation.simulate import simulate
 
     try:
+        # read here, so that errors name the options typed (--trace-value-column, not trace_value_column)
+        trace = TraceProvider(args.trace, time_column=args.trace_time_column, value_column=args.trace_value_column,
+                              arguments=SIMULATE_CLI_ARGUMENTS)
+        gpu_profile = gpu_profile_path(args.gpu_profile, argument="--gpu-profile")
         result = simulate(
-            trace=args.trace, gpu_profile=args.gpu_profile, workload=args.workload, batch_size=args.batch_size,
+            trace=trace, gpu_profile=gpu_profile, workload=args.workload, batch_size=args.batch_size,
             job_hours=args.job_hours, start=args.start, policy=args.policy, max_slowdown=args.max_slowdown,
             forecaster=args.forecaster, decision_interval_s=args.decision_interval_s or None, eta=args.eta,
             static_power_limit_w=args.static_power_limit_w, max_intensity_g_per_kwh=args.max_intensity,

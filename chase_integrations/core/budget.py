@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -129,6 +130,33 @@ def _build_hull(profile: PowerProfile) -> _Hull:
     for a in arrays:
         a.flags.writeable = False  # shared through the cache
     return _Hull(*arrays)
+
+
+def seconds_to_next_hour(now: datetime) -> float:
+    """Seconds from ``now`` to the next full hour (the first slot of every hourly plan), in (0, 3600].
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> seconds_to_next_hour(datetime(2024, 1, 1, 10, 45, tzinfo=timezone.utc))
+        900.0
+    """
+    return HOUR_S - (now.minute * 60 + now.second + now.microsecond / 1e6)
+
+
+def remaining_time_budget_s(max_slowdown: float, baseline_time_s: float, time_s: float, remaining_steps: float,
+                            default_step_s: float) -> float:
+    """Seconds the rest of the job may take: the whole job's allowance minus the time already spent.
+
+    The allowance is ``(1 + max_slowdown)`` times the job at the default limit: the baseline time of the
+    work done so far plus ``remaining_steps`` steps of ``default_step_s``.
+
+    Example:
+        >>> remaining_time_budget_s(0.05, baseline_time_s=100.0, time_s=103.0, remaining_steps=100,
+        ...                         default_step_s=1.0)
+        107.0
+    """
+    allowed_s = (1.0 + max_slowdown) * (baseline_time_s + remaining_steps * default_step_s)
+    return allowed_s - time_s
 
 
 def weighted_limit_fn(profile: PowerProfile, mu: float):

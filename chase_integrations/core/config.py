@@ -7,13 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chase_integrations.core.interfaces import CarbonIntensityProvider, Forecaster, SimulatedEnvironment
+from chase_integrations.core.policies import Policy, policy_names
 from chase_integrations.errors import ConfigurationError
 
-POLICIES = ("budget", "chase", "static", "monitor")
 FORECASTERS = ("arima", "persistence", "seasonal_naive")
-#: Used when the provider, the forecast and the last known value all fail and the user set no
-#: ``fallback_intensity_g_per_kwh``: the world-average grid intensity (IEA, 2023), gCO2eq/kWh.
-WORLD_AVERAGE_G_PER_KWH = 475.0
 
 
 def _number(
@@ -66,11 +64,9 @@ class ChaseConfig:
     profile_min_window_s: float = 2.0
     fallback_intensity_g_per_kwh: float | None = None
     max_reading_age_s: float = 3 * 3600.0
+    watchdog: bool = True
 
     def __post_init__(self) -> None:
-        from chase_integrations.carbon.base import CarbonIntensityProvider
-        from chase_integrations.forecast.base import Forecaster
-
         if not isinstance(self.provider, CarbonIntensityProvider):
             raise ConfigurationError.invalid(
                 "provider",
@@ -79,8 +75,8 @@ class ChaseConfig:
                 "TraceProvider, StaticProvider or a CarbonIntensityProvider subclass)",
                 hint="for a fixed value use StaticProvider(g_per_kwh).",
             )
-        if self.policy not in POLICIES:
-            raise ConfigurationError.invalid("policy", self.policy, f"one of {list(POLICIES)}")
+        if not (self.policy in policy_names() if isinstance(self.policy, str) else isinstance(self.policy, Policy)):
+            raise ConfigurationError.invalid("policy", self.policy, f"one of {list(policy_names())} or a Policy object")
         self.max_slowdown = _number(
             "max_slowdown", self.max_slowdown, "a fraction in [0, 10] (0.05 = 5 % slower)", 0, 10
         )
@@ -130,11 +126,8 @@ class ChaseConfig:
                 if not isinstance(value, (str, Path)):
                     raise ConfigurationError.invalid(name, value, "None or a file path")
                 setattr(self, name, str(value))
-        if self.simulation is not None:
-            from chase_integrations.simulation.simulation import Simulation
-
-            if not isinstance(self.simulation, Simulation):
-                raise ConfigurationError.invalid(
+        if self.simulation is not None and not isinstance(self.simulation, SimulatedEnvironment):
+            raise ConfigurationError.invalid(
                     "simulation", self.simulation, "None or a chase_integrations.simulation.Simulation"
                 )
         if self.gpus is not None:
@@ -145,6 +138,8 @@ class ChaseConfig:
         self.pue = _number("pue", self.pue, "a power usage effectiveness >= 1.0", 1.0)
         if not isinstance(self.strict, bool):
             raise ConfigurationError.invalid("strict", self.strict, "True or False")
+        if not isinstance(self.watchdog, bool):
+            raise ConfigurationError.invalid("watchdog", self.watchdog, "True or False")
         self.profile_warmup_steps = _int("profile_warmup_steps", self.profile_warmup_steps, "an integer >= 0", 0)
         self.profile_measure_steps = _int("profile_measure_steps", self.profile_measure_steps, "an integer >= 1", 1)
         self.profile_min_window_s = _number(
@@ -164,7 +159,7 @@ class ChaseConfig:
     def to_json(self) -> dict:
         """The JSON-safe, secret-free part of the configuration (for reports and resume checks)."""
         return {
-            "policy": self.policy,
+            "policy": self.policy if isinstance(self.policy, str) else getattr(self.policy, "name", "custom"),
             "max_slowdown": self.max_slowdown,
             "eta": self.eta,
             "max_intensity_g_per_kwh": self.max_intensity_g_per_kwh,
@@ -176,4 +171,5 @@ class ChaseConfig:
             "pue": self.pue,
             "report_path": self.report_path,
             "strict": self.strict,
+            "watchdog": self.watchdog,
         }

@@ -140,6 +140,32 @@ def predict_footprint(
     )
 
 
+def describe_prediction(prediction: dict) -> str:
+    """One log line for a :meth:`FootprintPrediction.to_dict`.
+
+    Example:
+        >>> p = FootprintPrediction(90.0, 80.0, 100.0, 110.0, 10.0, 3600.0)
+        >>> describe_prediction(p.to_dict())
+        'predicted total 90.0 gCO2eq (80 % range 80.0-100.0) vs 110.0 at the default limit (expected saving 20.0 g); 10.0 g emitted so far.'
+    """  # noqa: E501
+    p = prediction
+    return (
+        f"predicted total {p['total_carbon_g']:.1f} gCO2eq (80 % range {p['lower_carbon_g']:.1f}-"
+        f"{p['upper_carbon_g']:.1f}) vs {p['default_total_carbon_g']:.1f} at the default limit (expected saving "
+        f"{p['expected_saving_g']:.1f} g); {p['measured_carbon_g']:.1f} g emitted so far."
+    )
+
+
+def format_value(value: float | None, digits: int = 1) -> str:
+    """A number for a log line, ``"n/a"`` when missing or not a number.
+
+    Example:
+        >>> format_value(412.345), format_value(None)
+        ('412.3', 'n/a')
+    """
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
 def finite_or_none(value: float | None) -> float | None:
     """``value`` if it is a finite number, else ``None``."""
     return value if value is not None and math.isfinite(value) else None

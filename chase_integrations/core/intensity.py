@@ -12,18 +12,37 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from chase_integrations._warnings import OnceWarner
-from chase_integrations.carbon.base import CarbonIntensityProvider
-from chase_integrations.carbon.reading import IntensityReading
-from chase_integrations.core.config import WORLD_AVERAGE_G_PER_KWH
+from chase_integrations.core.interfaces import CarbonIntensityProvider
+from chase_integrations.core.reading import IntensityReading
 from chase_integrations.errors import ProviderError, StaleDataError
 
 logger = logging.getLogger(__name__)
 
 #: After a provider failure, no call for this long (clock seconds): at most one attempt per decision.
 PROVIDER_BACKOFF_S = 300.0
+#: Used when the provider, the forecast and the last known value all fail and the user set no
+#: ``fallback_intensity_g_per_kwh``: the world-average grid intensity (IEA, 2023), gCO2eq/kWh.
+WORLD_AVERAGE_G_PER_KWH = 475.0
+
+
+@dataclass(frozen=True)
+class IntervalIntensity:
+    """The grid's intensity over one closed interval.
+
+    Attributes:
+        g_per_kwh: Time-weighted mean over the interval, gCO2eq/kWh.
+        source: ``"provider"``, or the fallback used (``"forecast"``, ``"last_known"``, ``"static"``).
+        latest: The provider's latest reading at the close (``None``: the provider failed); the decision
+            that follows the close uses it instead of reading the provider again.
+    """
+
+    g_per_kwh: float
+    source: str
+    latest: IntensityReading | None
 
 
 def time_weighted_mean(readings: list[IntensityReading], start: datetime, end: datetime) -> float | None:
@@ -146,8 +165,8 @@ class IntensitySource:
             return []
 
     # --- interval intensity -------------------------------------------------------------------
-    def interval_mean(self, start: datetime, end: datetime, forecast_g_per_kwh: float | None) -> tuple[float, str]:
-        """Measured intensity over ``[start, end)`` and where it came from."""
+    def interval_mean(self, start: datetime, end: datetime, forecast_g_per_kwh: float | None) -> IntervalIntensity:
+        """Measured intensity over ``[start, end)``, where it came from, and the latest reading."""
         latest = self.latest()
         if latest is not None:
             mean_between = getattr(self.provider, "mean_between", None)
@@ -156,7 +175,7 @@ class IntensitySource:
                     value = float(mean_between(start, end))
                     if math.isfinite(value) and value >= 0:
                         self.last_known = value
-                        return value, "provider"
+                        return IntervalIntensity(value, "provider", latest)
                 except Exception as e:
                     logger.debug("mean_between failed (%s); using readings.", e)
             span_h = max(1.0, (end - start).total_seconds() / 3600.0)
@@ -166,8 +185,9 @@ class IntensitySource:
             value = time_weighted_mean(window, start, end)
             if value is not None:
                 self.last_known = value
-                return value, "provider"
-        return self._fallback(forecast_g_per_kwh)
+                return IntervalIntensity(value, "provider", latest)
+        value, kind = self._fallback(forecast_g_per_kwh)
+        return IntervalIntensity(value, kind, latest)
 
     def _fallback(self, forecast_g_per_kwh: float | None) -> tuple[float, str]:
         if forecast_g_per_kwh is not None:

@@ -51,6 +51,15 @@ class ProfilingPlan:
     retried: bool = False
     unmeasured_w: list[int] = field(default_factory=list)
 
+    @classmethod
+    def resumed(cls, plan: ProfilingPlan | None, limits_w: list[int], warmup_steps: int,
+                measure_steps: int) -> ProfilingPlan:
+        """``plan`` when it profiles the same limits (a resumed run), else a new plan, highest limit first."""
+        ordered = sorted(set(limits_w), reverse=True)
+        if plan is not None and plan.limits_w == ordered:
+            return plan
+        return cls(ordered, warmup_steps, measure_steps)
+
     @property
     def done(self) -> bool:
         """All limits measured."""

@@ -1,25 +1,63 @@
-"""The run report (API.md): totals, baseline, savings, fallbacks and every interval."""
+"""The run report (API.md): totals, baseline, savings, fallbacks and every interval, from plain data."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from chase_integrations.core.session import ChaseSession
+from chase_integrations.core.ledger import Ledger
+from chase_integrations.core.profile import PowerProfile
 
 REPORT_VERSION = 1
 _INTERVAL_KEYS = ("start", "end", "power_limit_w", "intensity_g_per_kwh", "forecast_g_per_kwh", "energy_j", "carbon_g")
 
 
-def build_report(session: ChaseSession) -> dict:
-    """Build the JSON-safe report of a session."""
+@dataclass
+class RunFacts:
+    """What a report says about a run, besides its ledger.
+
+    Attributes:
+        policy: The policy's name.
+        provider: The provider's secret-free description.
+        signal: ``"average"`` or ``"marginal"``.
+        config: The JSON-safe configuration.
+        pue: Data-centre PUE.
+        fallbacks: Intensity fallbacks by kind.
+        original_limits_w: Each owned GPU's limit before the run.
+        default_limit_w: The job's default (highest) limit.
+        mode: This rank's mode.
+        status: ``"running"``, ``"finished"``, ``"failed"`` or ``"interrupted"``.
+        profile: The measured profile.
+        notes: Everything worth knowing that went differently.
+        internal_errors: Internal errors absorbed.
+        warnings: The keys of the warnings given.
+        prediction: The last footprint prediction (``FootprintPrediction.to_dict()``).
+        extra: Fields added by other parts (e.g. the watchdog), merged into the report as they are.
+    """
+
+    policy: str
+    provider: str
+    signal: str = "average"
+    config: dict = field(default_factory=dict)
+    pue: float = 1.0
+    fallbacks: dict[str, int] = field(default_factory=dict)
+    original_limits_w: list[int] = field(default_factory=list)
+    default_limit_w: int | None = None
+    mode: str = "idle"
+    status: str = "created"
+    profile: PowerProfile | None = None
+    notes: list[str] = field(default_factory=list)
+    internal_errors: int = 0
+    warnings: list[str] = field(default_factory=list)
+    prediction: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def build_report(facts: RunFacts, ledger: Ledger) -> dict:
+    """Build the JSON-safe report of a run."""
     from chase_integrations import __version__
 
-    ledger = session.ledger
-    cfg = session.config
-    fallbacks = dict(session.intensity.fallbacks) if session.intensity is not None else {}
     intervals = []
     for iv in ledger.intervals:
         row = {k: getattr(iv, k) for k in _INTERVAL_KEYS}
@@ -35,10 +73,10 @@ def build_report(session: ChaseSession) -> dict:
         )
         intervals.append(row)
     used = sorted({iv.power_limit_w for iv in ledger.intervals})
-    return {
-        "policy": cfg.policy,
-        "provider": cfg.provider.describe(),
-        "signal": getattr(cfg.provider, "signal", "average"),
+    report = {
+        "policy": facts.policy,
+        "provider": facts.provider,
+        "signal": facts.signal,
         "carbon_g": ledger.carbon_g,
         "energy_j": ledger.energy_j,
         "time_s": ledger.time_s,
@@ -46,20 +84,20 @@ def build_report(session: ChaseSession) -> dict:
         "baseline_energy_j": ledger.baseline_energy_j,
         "baseline_time_s": ledger.baseline_time_s,
         "carbon_saved_g": ledger.carbon_saved_g,
-        "fallbacks": int(sum(fallbacks.values())),
-        "fallbacks_by_kind": fallbacks,
-        "original_power_limits_w": [int(w) for w in session.original_limits_w.values()],
+        "fallbacks": int(sum(facts.fallbacks.values())),
+        "fallbacks_by_kind": dict(facts.fallbacks),
+        "original_power_limits_w": [int(w) for w in facts.original_limits_w],
         "power_limits_used_w": used,
-        "default_power_limit_w": session.default_limit_w,
-        "mode": session.mode,
-        "status": session.status,
+        "default_power_limit_w": facts.default_limit_w,
+        "mode": facts.mode,
+        "status": facts.status,
         "steps": ledger.steps,
-        "pue": cfg.pue,
-        "profile": session.profile.to_dict() if session.profile is not None else None,
-        "config": cfg.to_json(),
-        "notes": list(session.notes),
-        "internal_errors": int(getattr(session, "internal_errors", 0)),
-        "warnings": sorted(session.warner.keys),
+        "pue": facts.pue,
+        "profile": facts.profile.to_dict() if facts.profile is not None else None,
+        "config": facts.config,
+        "notes": list(facts.notes),
+        "internal_errors": int(facts.internal_errors),
+        "warnings": sorted(facts.warnings),
         "package_version": __version__,
         "report_version": REPORT_VERSION,
         "gpu_energy_j": ledger.energy_j,
@@ -67,10 +105,12 @@ def build_report(session: ChaseSession) -> dict:
         "dram_energy_j": ledger.dram_energy_j if ledger.dram_energy_j is not None else "not measured",
         "total_energy_j": ledger.energy_j + (ledger.cpu_energy_j or 0.0) + (ledger.dram_energy_j or 0.0),
         "total_carbon_g": ledger.carbon_g + ledger.cpu_dram_carbon_g,
-        "predicted_total_carbon_g": session.prediction["total_carbon_g"] if session.prediction else None,
-        "prediction": session.prediction,
-        "intervals": intervals,
+        "predicted_total_carbon_g": facts.prediction["total_carbon_g"] if facts.prediction else None,
+        "prediction": facts.prediction,
     }
+    report.update(facts.extra)
+    report["intervals"] = intervals
+    return report
 
 
 def write_report(report: dict, path: str | Path) -> None:

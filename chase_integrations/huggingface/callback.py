@@ -9,16 +9,19 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from typing_extensions import override
 
+from chase_integrations.core.arguments import config_from, with_arguments
 from chase_integrations.core.collective import LocalCollective
-from chase_integrations.core.config import ChaseConfig
+from chase_integrations.core.devices import resolve_gpu_indices
 from chase_integrations.core.guard import guarded
 from chase_integrations.core.session import ChaseSession, RunContext
+from chase_integrations.core.startup import known_total_steps
 from chase_integrations.huggingface import _trainer
 from chase_integrations.huggingface.collective import AccelerateCollective
 
 logger = logging.getLogger(__name__)
 
 
+@with_arguments
 class ChaseTrainerCallback(TrainerCallback):
     r"""Sets the GPU power limit as the grid's carbon intensity changes, within a slowdown budget.
 
@@ -45,24 +48,7 @@ class ChaseTrainerCallback(TrainerCallback):
     a ``GPUs`` object cannot be JSON.
 
     Args:
-        provider: Where carbon intensity comes from (see :mod:`chase_integrations.carbon`).
-        policy: ``"budget"`` (least carbon within ``max_slowdown``), ``"chase"`` (the paper's rule),
-            ``"static"`` (one fixed limit) or ``"monitor"`` (measure and log only).
-        max_slowdown: Budget policy: allowed increase of total training time (0.05 = 5 %).
-        eta: Chase policy: η in [0, 1].
-        max_intensity_g_per_kwh: Chase policy: MaxCI in gCO2eq/kWh; ``None`` = highest in the last 24 h.
-        static_power_limit_w: Static policy: the limit in W.
-        forecaster: ``"arima"``, ``"persistence"``, ``"seasonal_naive"`` or a forecaster object.
-        decision_interval_s: Also decide every N seconds inside an epoch; ``None`` = epoch ends only.
-        power_limits_w: Candidate limits in W; ``None`` = the GPU's range in 25 W steps.
-        profile_path: Save the measured profile here and reuse it when it exists.
-        gpus: A ``zeus.device.gpu.GPUs``; ``None`` = ``zeus.device.get_gpus()``.
-        simulation: A :class:`~chase_integrations.simulation.Simulation` (simulated GPUs and clock).
-        pue: Data-centre PUE (>= 1); emissions = GPU energy * PUE * intensity.
-        report_path: Write the JSON run report here when training ends.
-        strict: Raise instead of degrading (no permission to set limits, provider down).
-        \**kwargs: Advanced: ``profile_warmup_steps`` (3), ``profile_measure_steps`` (10),
-            ``fallback_intensity_g_per_kwh`` (None), ``max_reading_age_s`` (10800).
+        {arguments}
 
     Raises:
         ConfigurationError: at construction, for any bad argument (names it, the value, what is allowed).
@@ -70,16 +56,7 @@ class ChaseTrainerCallback(TrainerCallback):
 
     Logged metrics (through ``trainer.log``, at each decision, at the step it happened):
 
-    ===================================  ============  =====================================================
-    key                                  unit          meaning
-    ===================================  ============  =====================================================
-    ``chase/power_limit_w``              W             limit in force for the interval just ended
-    ``chase/intensity_g_per_kwh``        gCO2eq/kWh    measured grid intensity over that interval
-    ``chase/forecast_g_per_kwh``         gCO2eq/kWh    the forecast the decision used
-    ``chase/energy_j``                   J             cumulative GPU energy, all GPUs of all ranks
-    ``chase/carbon_g``                   gCO2eq        cumulative operational emissions
-    ``chase/carbon_saved_g``             gCO2eq        cumulative estimate avoided vs. the default limit
-    ===================================  ============  =====================================================
+    {metrics}
 
     Example::
 
@@ -95,32 +72,8 @@ class ChaseTrainerCallback(TrainerCallback):
         trainer.train()
     """
 
-    def __init__(
-        self,
-        provider,
-        policy: str = "budget",
-        max_slowdown: float = 0.05,
-        eta: float = 0.5,
-        max_intensity_g_per_kwh: float | None = None,
-        static_power_limit_w: int | None = None,
-        forecaster: Any = "arima",
-        decision_interval_s: float | None = None,
-        power_limits_w: list[int] | None = None,
-        profile_path: str | None = None,
-        gpus: Any = None,
-        simulation: Any = None,
-        pue: float = 1.0,
-        report_path: str | None = None,
-        strict: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        self.config = ChaseConfig(
-            provider=provider, policy=policy, max_slowdown=max_slowdown, eta=eta,
-            max_intensity_g_per_kwh=max_intensity_g_per_kwh, static_power_limit_w=static_power_limit_w,
-            forecaster=forecaster, decision_interval_s=decision_interval_s, power_limits_w=power_limits_w,
-            profile_path=profile_path, gpus=gpus, simulation=simulation, pue=pue, report_path=report_path,
-            strict=strict, **kwargs,
-        )
+    def __init__(self, provider, **kwargs: Any) -> None:
+        self.config = config_from("ChaseTrainerCallback", provider, kwargs)
         self.session = ChaseSession(self.config)
         self.report: dict | None = None
         self._trainer_ref: weakref.ReferenceType | None = None
@@ -247,22 +200,17 @@ class ChaseTrainerCallback(TrainerCallback):
         self.session.load_state_dict(saved)
 
     def _context(self, args: TrainingArguments, state: TrainerState) -> RunContext:
-        world = int(args.world_size)
-        local_rank = int(args.local_process_index)
-        collective = (AccelerateCollective(args.process_index, world, args.device) if world > 1
-                      else LocalCollective())
-        sim = self.config.simulation
-        if sim is not None:
-            indices = [local_rank % sim.num_gpus] if world > 1 else list(range(sim.num_gpus))
-        else:
-            device = args.device
-            if device.type == "cuda":
-                indices = list(range(args.n_gpu)) if world == 1 and args.n_gpu > 1 else [device.index or 0]
-            else:
-                indices = [local_rank] if self.config.gpus is not None else []
-        total_steps = int(state.max_steps) if state.max_steps and state.max_steps > 0 else None
-        return RunContext(gpu_indices=indices, collective=collective, total_steps=total_steps,
-                          local_rank=local_rank)
+        world, local_rank = int(args.world_size), int(args.local_process_index)
+        device, sim = args.device, self.config.simulation
+        indices = resolve_gpu_indices(
+            simulation_num_gpus=sim.num_gpus if sim is not None else None, world_size=world, local_rank=local_rank,
+            cuda_index=(device.index or 0) if device.type == "cuda" else None, gpus_given=self.config.gpus is not None,
+            # one process on several GPUs (DataParallel): it drives them all
+            devices=list(range(args.n_gpu)) if sim is None and device.type == "cuda" and world == 1
+            and args.n_gpu > 1 else None,
+        )
+        collective = AccelerateCollective(args.process_index, world, device) if world > 1 else LocalCollective()
+        return RunContext(indices, collective, known_total_steps(state.max_steps), local_rank)
 
     def _emit(self, control: TrainerControl, metrics: dict[str, float] | None) -> None:
         """Log through ``trainer.log`` (log_history and every integration), keeping the step's own logging."""

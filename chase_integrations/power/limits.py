@@ -5,7 +5,9 @@ and millijoules; everything else speaks W and J.
 
 Restoring is idempotent and runs on every exit path: the adapters call :meth:`restore` at train end
 and on exceptions; an ``atexit`` hook and a chained SIGTERM handler cover the rest. Unlike Zeus's own
-optimizer (whose ``atexit`` resets to the *maximum*), we restore each GPU's *original* limit.
+optimizer (whose ``atexit`` resets to the *maximum*), we restore each GPU's *original* limit. The exits
+this process never sees (SIGKILL, a segfault) are covered by a limit watchdog, a separate process started
+before the first limit change (:mod:`chase_integrations.power.watchdog`).
 """
 
 from __future__ import annotations
@@ -57,11 +59,14 @@ class PowerLimitController:
     Args:
         gpus: A Zeus ``GPUs`` object (real, zeusd-backed, or simulated).
         gpu_indices: The indices (in ``gpus``) this process owns; it never touches the others.
+        watchdog: Start a limit watchdog process before the first limit change, which restores the
+            original limits if this process dies without doing so (SIGKILL, segfault). It needs GPUs another
+            process can reach: Zeus's NVML/AMD GPUs, or a ``GPUs`` with ``watchdog_spec()``.
 
     No hardware is touched in the constructor.
     """
 
-    def __init__(self, gpus, gpu_indices: Sequence[int]) -> None:
+    def __init__(self, gpus, gpu_indices: Sequence[int], watchdog: bool = True) -> None:
         self.gpus = gpus
         self.gpu_indices = list(gpu_indices)
         self.original_limits_w: dict[int, int] = {}
@@ -69,6 +74,9 @@ class PowerLimitController:
         self._lock = threading.Lock()
         #: Set by the SIGTERM handler: the process is going away, so no limit is changed any more.
         self.terminating = False
+        self._watchdog_wanted = watchdog
+        self._watchdog = None  # a LimitWatchdog once started
+        self._watchdog_skipped = "watchdog=False" if not watchdog else "no power limit was changed (monitor/advisory)"
 
     # --- reading ---------------------------------------------------------------------------------
     def constraints_w(self) -> tuple[int, int]:
@@ -120,8 +128,15 @@ class PowerLimitController:
         """
         if self.terminating:
             raise PowerControlError("SIGTERM received: original limits restored; no further limit is set.")
+        watchdog = self._ensure_watchdog()
+        if self.terminating:  # SIGTERM arrived while the watchdog started
+            raise PowerControlError("SIGTERM received: original limits restored; no further limit is set.")
         for i in self.gpu_indices:
+            if watchdog is not None:
+                watchdog.announce(i, power_limit_w)
             self._set_one(i, power_limit_w)
+            if watchdog is not None:
+                watchdog.confirm(i, power_limit_w)
 
     def _set_one(self, i: int, power_limit_w: int) -> None:
         try:
@@ -154,6 +169,8 @@ class PowerLimitController:
             return problems
         if self.original_limits_w:
             logger.debug("Restored original power limits %s W.", self.original_limits_w)
+        if self._watchdog is not None:
+            self._watchdog.dismiss()  # every limit is back: the watchdog exits without touching any
         _unregister(self)
         return problems
 
@@ -161,6 +178,42 @@ class PowerLimitController:
     def restored(self) -> bool:
         """Whether the originals are back (or were never changed)."""
         return self._restored
+
+    def watchdog_status(self) -> dict:
+        """The run report's ``watchdog`` field (:class:`~chase_integrations.power.watchdog.WatchdogStatus`)."""
+        from chase_integrations.power.watchdog import WatchdogStatus
+
+        if self._watchdog is not None:
+            return self._watchdog.status().to_json()
+        return WatchdogStatus(ran=False, reason=self._watchdog_skipped).to_json()
+
+    def _ensure_watchdog(self):
+        """The running watchdog, started now if this is the first limit change; ``None`` when none can run."""
+        if self._watchdog is not None:
+            return self._watchdog if self._watchdog.state == "watching" else None
+        if not self._watchdog_wanted or not self.original_limits_w or self._restored:
+            return None
+        from chase_integrations.power.watchdog import LimitWatchdog, WatchdogError, gpus_factory
+
+        self._watchdog_wanted = False  # one attempt per run: a failure is reported once, not at every set
+        factory, why_not = gpus_factory(self.gpus)
+        if factory is None:
+            self._watchdog_skipped = why_not
+            declined = getattr(self.gpus, "watchdog_spec", None) is not None  # e.g. simulated, in memory: quiet
+            logger.log(logging.INFO if declined else logging.WARNING, "chase: no limit watchdog: %s.", why_not)
+            return None
+        watchdog = LimitWatchdog(factory, self.original_limits_w)
+        try:
+            watchdog.start()
+        except WatchdogError as e:
+            self._watchdog_skipped = f"could not start: {e}"
+            logger.warning("chase: the limit watchdog %s; limits are still restored on every exit this process "
+                           "sees, but not after SIGKILL.", self._watchdog_skipped)
+            return None
+        logger.info("chase: limit watchdog pid %d guards GPU %s (original limits %s W).", watchdog.pid,
+                    self.gpu_indices, self.original_limits_w)
+        self._watchdog = watchdog
+        return watchdog
 
 
 # --- exit hooks: atexit and a chained SIGTERM handler, shared by all live controllers -----------

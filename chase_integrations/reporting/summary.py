@@ -160,13 +160,13 @@ def format_summary(report: Mapping[str, Any]) -> str:
     lines = [head]
     lines.append(f"  carbon     {s['carbon_g'] / scale:10.3f} {unit}   default limit (estimate): "
                  f"{s['baseline_carbon_g'] / scale:.3f} {unit}; saved {s['carbon_saved_g'] / scale:.3f} {unit} "
-                 f"({_pct(s['carbon_reduction'])})")
+                 f"({format_percent(s['carbon_reduction'])})")
     energy = f"  energy     {s['energy_j'] / 3.6e6:10.3f} kWh"
     if s["baseline_energy_j"] is not None:
         energy += f"       default limit: {s['baseline_energy_j'] / 3.6e6:.3f} kWh"
     lines.append(energy)
     lines.append(f"  time       {s['time_s'] / 3600:10.2f} h         default limit: "
-                 f"{s['baseline_time_s'] / 3600:.2f} h (time {_pct(s['time_increase'], signed=True)})")
+                 f"{s['baseline_time_s'] / 3600:.2f} h (time {format_percent(s['time_increase'], signed=True)})")
     if s["start"]:
         lines.append(f"  span       {_short(s['start'])} to {_short(s['end'])} UTC, {s['intervals']} intervals"
                      + (f" ({s['profiling_intervals']} profiling)" if s["profiling_intervals"] else ""))
@@ -262,7 +262,13 @@ def _short(text: str) -> str:
     return parse_time(text).strftime("%Y-%m-%d %H:%M")
 
 
-def _pct(fraction: float | None, signed: bool = False) -> str:
+def format_percent(fraction: float | None, signed: bool = False) -> str:
+    """A fraction as a percentage for people (``"n/a"`` when missing).
+
+    Example:
+        >>> format_percent(0.1364), format_percent(0.025, signed=True), format_percent(None)
+        ('13.6 %', '+2.5 %', 'n/a')
+    """
     if fraction is None:
         return "n/a"
     return f"{100 * fraction:+.1f} %" if signed else f"{100 * fraction:.1f} %"

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from chase_integrations.errors import ChaseError
-from chase_integrations.reporting.summary import ReportError, carbon_unit, parse_time, summarize
+from chase_integrations.reporting.summary import ReportError, carbon_unit, format_percent, parse_time, summarize
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -138,14 +138,8 @@ def plot_timeline(report: Mapping[str, Any], *, title: str | None = None,
         saved = s["carbon_saved_g"]
         reduction = s["carbon_reduction"]
         title = (f"{s['policy']} policy: {abs(saved) / scale:.3g} {unit} {'saved' if saved >= 0 else 'extra'} "
-                 f"({_pct(abs(reduction) if reduction is not None else None)} "
+                 f"({format_percent(abs(reduction) if reduction is not None else None)} "
                  f"{'less' if saved >= 0 else 'more'} than the default limit), time "
-                 f"{_pct(s['time_increase'], signed=True)}")
+                 f"{format_percent(s['time_increase'], signed=True)}")
     fig.suptitle(title, fontsize=12)
     return fig
-
-
-def _pct(fraction: float | None, signed: bool = False) -> str:
-    if fraction is None:
-        return "n/a"
-    return f"{100 * fraction:+.1f} %" if signed else f"{100 * fraction:.1f} %"

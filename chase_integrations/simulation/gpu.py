@@ -6,6 +6,10 @@ counter (mJ) that :meth:`SimulatedGPU.run` advances by ``average_power(limit) ×
 
 Faults can be injected for tests: ``allow_set=False`` makes setters raise Zeus's
 ``ZeusGPUNoPermissionError``; ``fail_next_set`` raises a given Zeus error once.
+
+With ``SimulatedGPUs(..., state_path=...)`` the limits live in a file (:mod:`.limit_file`) that other
+processes open with :meth:`SimulatedGPUs.from_state_file`, as every process on a node sees a real GPU's
+limit: the limit watchdog (:mod:`chase_integrations.power.watchdog`) restores them after the trainer dies.
 """
 
 from __future__ import annotations
@@ -66,6 +70,20 @@ class SimulatedGPU(GPU):
         """Shift the counter (negative: a counter going backwards), for fault tests."""
         with self._lock:
             self._energy_mj += delta_mj
+
+    #: Where the limit lives when shared with other processes (set by ``SimulatedGPUs(state_path=...)``).
+    _limit_file = None
+
+    @property
+    def _limit_mw(self) -> int:
+        return self._limit_file.read_mw(self.gpu_index) if self._limit_file is not None else self._own_limit_mw
+
+    @_limit_mw.setter
+    def _limit_mw(self, power_limit_mw: int) -> None:
+        if self._limit_file is not None:
+            self._limit_file.write_mw(self.gpu_index, power_limit_mw)
+        else:
+            self._own_limit_mw = power_limit_mw
 
     # --- zeus GPU interface ---------------------------------------------------------------------
     @property
@@ -152,11 +170,59 @@ class SimulatedGPU(GPU):
 
 
 class SimulatedGPUs(GPUs):
-    """A Zeus ``GPUs`` collection of :class:`SimulatedGPU`."""
+    """A Zeus ``GPUs`` collection of :class:`SimulatedGPU`.
 
-    def __init__(self, gpus: Sequence[SimulatedGPU], ensure_homogeneous: bool = False) -> None:
+    Args:
+        gpus: The simulated GPUs.
+        ensure_homogeneous: Ignored (Zeus's signature).
+        state_path: Keep the limits in this JSON file (written now, then on every set) so other processes
+            reach the same GPUs through :meth:`from_state_file`; ``None``: in memory only.
+    """
+
+    def __init__(
+        self, gpus: Sequence[SimulatedGPU], ensure_homogeneous: bool = False, state_path: str | None = None
+    ) -> None:
         self._gpus = list(gpus)
         self._disable_sys_admin_warning = True
+        self.state_path = None if state_path is None else str(state_path)
+        if self.state_path is not None:
+            from chase_integrations.simulation.limit_file import LimitFile
+
+            shared = LimitFile(self.state_path)
+            shared.create(
+                {
+                    g.gpu_index: {
+                        "name": g.get_name(),
+                        "min_limit_w": g._min_mw // 1000,
+                        "max_limit_w": g._max_mw // 1000,
+                        "power_limit_mw": g._limit_mw,
+                    }
+                    for g in self._gpus
+                }
+            )
+            for g in self._gpus:
+                g._limit_file = shared
+
+    @classmethod
+    def from_state_file(cls, state_path: str) -> SimulatedGPUs:
+        """The GPUs described by another process's ``state_path`` (limits shared; energy is not)."""
+        from chase_integrations.simulation.limit_file import LimitFile
+
+        shared = LimitFile(state_path)
+        gpus = []
+        for index, g in sorted(shared.read()["gpus"].items(), key=lambda kv: int(kv[0])):
+            gpu = SimulatedGPU(int(index), g["name"], g["min_limit_w"], g["max_limit_w"], power_w_at=lambda w: w)
+            gpu._limit_file = shared
+            gpus.append(gpu)
+        out = cls(gpus)
+        out.state_path = str(state_path)
+        return out
+
+    def watchdog_spec(self) -> dict | None:
+        """How the limit watchdog's process opens these GPUs: only when their limits live in a file."""
+        if self.state_path is None:
+            return None
+        return {"factory": f"{__name__}:SimulatedGPUs.from_state_file", "args": [self.state_path]}
 
     def __del__(self) -> None:
         """Nothing to shut down."""

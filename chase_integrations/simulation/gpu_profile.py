@@ -18,6 +18,9 @@ DATASET_SIZES = {
     "squad": 88_641,
     "sentiment140": 1_600_000,
     "movielens-1m": 1_000_209,
+    # the embedded H200 sweep (``gpu_profile="h200"``): random inputs of real shapes, epochs as scripts/gpu_check.py
+    "synthetic-imagenet": 1_281_167,  # ImageNet-sized epochs of 224x224 images
+    "synthetic-text": 16_000,  # 1,000 steps of batch 16
 }
 
 
@@ -53,16 +56,22 @@ def load_gpu_profile(path: str | Path, workload: str, batch_size: int, optimizer
 
     Args:
         path: The CSV (columns ``dataset, network, batch_size, optimizer, power_limit, time_per_epoch,
-            average_power``).
+            average_power``), or the short name of an embedded profile (``"a40"``, ``"v100"``,
+            ``"rtx6000"``, ``"p100"``, ``"h200"``; see :mod:`chase_integrations.datasets`).
         workload: ``"dataset/network"``, e.g. ``"imagenet/resnet50"``.
         batch_size: The batch size to select.
         optimizer: Needed only when the file has several optimizers for that workload and batch size.
+
+    Example:
+        >>> profile = load_gpu_profile("a40", "imagenet/resnet50", 256)
+        >>> profile.limits_w[0], profile.limits_w[-1]
+        (100, 300)
     """
     import pandas as pd
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigurationError.invalid("gpu_profile", str(path), "an existing CSV in the Zeus trace format")
+    from chase_integrations.datasets import gpu_profile_path
+
+    path = gpu_profile_path(path)
     frame = pd.read_csv(path)
     missing = [c for c in ZEUS_TRACE_COLUMNS if c not in frame.columns and c != "optimizer"]
     if missing:

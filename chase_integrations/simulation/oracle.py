@@ -1,13 +1,14 @@
-"""References for offline simulation: the clairvoyant schedule and the limit Zeus would pick.
+"""References for offline simulation: the clairvoyant schedule, the limit Zeus would pick, the default.
 
-Neither is a product feature. :class:`OracleDecider` knows the true future of the replayed trace, so
+None is a product feature. :class:`OraclePolicy` knows the true future of the replayed trace, so
 it bounds what any forecast-driven controller can reach within the same slowdown budget;
-:func:`zeus_power_limit` is the static limit Zeus's own ``GlobalPowerLimitOptimizer`` settles on with
-its default cost, so benchmarks can compare with it without running Zeus's profiler.
+:class:`ZeusPolicy` runs the static limit Zeus's own ``GlobalPowerLimitOptimizer`` settles on with
+its default cost (:func:`zeus_power_limit`), so benchmarks can compare with it without running Zeus's
+profiler; :class:`DefaultPolicy` never changes the limit.
 
-Both go through the real engine (:class:`~chase_integrations.core.session.ChaseSession`): the oracle
-replaces only rank 0's decision, so its energy, time and carbon are accounted exactly like the live
-callback's.
+All are :class:`~chase_integrations.core.policies.Policy` objects run by the real engine
+(:class:`~chase_integrations.core.session.ChaseSession`), so their energy, time and carbon are accounted
+exactly like the live callback's.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from chase_integrations.core.budget import HOUR_S, plan_budget
-from chase_integrations.core.ledger import Ledger
+from chase_integrations.core.budget import HOUR_S, plan_budget, remaining_time_budget_s, seconds_to_next_hour
+from chase_integrations.core.decision import Choice, DecisionInputs, Outlook
+from chase_integrations.core.policies import PolicyBase
 from chase_integrations.core.profile import PowerProfile
 
 #: Zeus ``GlobalPowerLimitOptimizer`` defaults: ``ZeusCost(eta_knob=0.5)`` over limits from the
@@ -50,47 +52,77 @@ def zeus_power_limit(profile: PowerProfile, eta_knob: float = ZEUS_ETA_KNOB, pl_
     return min(limits, key=cost)  # first minimum in Zeus's order (highest limit first), like Zeus's min()
 
 
-class OracleDecider:
-    """Rank 0's decision with the true future: the budget policy's Lagrangian over the real trace.
+class OraclePolicy(PolicyBase):
+    """The budget policy's Lagrangian over the true future: the clairvoyant reference.
 
-    A drop-in for :class:`~chase_integrations.core.decide.Decider` (same ``decide`` signature and
-    payload). At each hour boundary it re-solves the least-carbon plan for the rest of the job with
-    the true hourly intensities (time-weighted means of the trace), with time-sharing between limits
-    at the critical multiplier (interpolated limits), and decides again at the next hour boundary.
+    At each hour boundary it re-solves the least-carbon plan for the rest of the job with the true
+    hourly intensities (time-weighted means of the trace), with time-sharing between limits at the
+    critical multiplier (interpolated limits), and decides again at the next hour boundary. It reads no
+    forecast; the intensity it reports for a decision is the true mean of the slot.
 
     Args:
         hourly_g_per_kwh: Callable ``(start, hours) -> list[float]``: the true mean intensity of the
             slot from ``start`` to the next full hour, then of each following hour.
-        clock: The simulated clock.
         max_slowdown: The slowdown budget (fraction).
     """
 
-    def __init__(self, hourly_g_per_kwh, clock, max_slowdown: float) -> None:
+    name = "oracle"
+    needs_forecast = False
+
+    def __init__(self, hourly_g_per_kwh, max_slowdown: float) -> None:
         self.hourly = hourly_g_per_kwh
-        self.clock = clock
         self.max_slowdown = float(max_slowdown)
         self.last_plan = None
 
-    def decide(self, profile: PowerProfile | None, candidates_w: list[int], current_limit_w: int | None,
-               default_limit_w: int | None, ledger: Ledger, steps_done: int, total_steps: int | None,
-               est_step_s: float | None) -> dict:
+    def outlook_hours(self, inputs: DecisionInputs, base_hours: int) -> int:
+        """None: the oracle reads the truth."""
+        return 0
+
+    def choose(self, inputs: DecisionInputs, outlook: Outlook) -> Choice:
         """The limit for the slot starting now; the next decision comes just after the next full hour."""
-        if profile is None or total_steps is None:
+        prof = inputs.usable_profile
+        if prof is None or inputs.remaining_steps is None:
             raise ValueError("The oracle needs a profile and the job's length.")
-        now = self.clock.now()
-        prof = profile.restricted([w for w in candidates_w if w in profile] or profile.limits_w)
-        remaining = max(0, total_steps - steps_done)
+        now = inputs.now
+        remaining = inputs.remaining_steps
         t_default = prof.time_per_step_s(prof.default_limit_w)
-        allowed_s = (1.0 + self.max_slowdown) * (ledger.baseline_time_s + remaining * t_default)
-        first_s = max(1.0, HOUR_S - (now.minute * 60 + now.second + now.microsecond / 1e6))
+        first_s = max(1.0, seconds_to_next_hour(now))
         hours = math.ceil(remaining * prof.time_per_step_s(prof.limits_w[0]) / HOUR_S) + 2
         truth = self.hourly(now, hours)
-        plan = plan_budget(prof, truth, remaining, allowed_s - ledger.time_s, first_hour_s=first_s,
-                           interpolate=True)
+        budget_s = remaining_time_budget_s(self.max_slowdown, inputs.ledger.baseline_time_s, inputs.ledger.time_s,
+                                           remaining, t_default)
+        plan = plan_budget(prof, truth, remaining, budget_s, first_hour_s=first_s, interpolate=True)
         self.last_plan = plan
-        step_s = profile.time_per_step_s(plan.limit_w)
-        return {"limit_w": plan.limit_w, "forecast_g_per_kwh": truth[0],
-                "steps_until_next": max(1, math.ceil(first_s / step_s - 1e-9))}
+        step_s = inputs.profile.time_per_step_s(plan.limit_w)
+        return Choice(plan.limit_w, forecast_g_per_kwh=float(truth[0]),
+                      steps_until_next=max(1, math.ceil(first_s / step_s - 1e-9)))
+
+
+class ZeusPolicy(PolicyBase):
+    """The static limit Zeus's ``GlobalPowerLimitOptimizer`` settles on by default (see :func:`zeus_power_limit`)."""
+
+    name = "zeus"
+    needs_forecast = False
+
+    def choose(self, inputs: DecisionInputs, outlook: Outlook) -> Choice:
+        """Zeus's choice on the measured profile."""
+        return Choice(zeus_power_limit(inputs.profile))
+
+
+class DefaultPolicy(PolicyBase):
+    """Never change the limit from the default (highest) one: what running without chase-integrations does."""
+
+    name = "default"
+    needs_profile = False
+    needs_forecast = False
+
+    def choose(self, inputs: DecisionInputs, outlook: Outlook) -> Choice:
+        """The default limit."""
+        return Choice(inputs.default_limit_w)
+
+    def profile_limits_w(self, candidates_w: list[int], default_limit_w: int) -> list[int]:
+        """Only the default limit."""
+        return [default_limit_w]
 
 
 def true_hourly_means(provider, start: datetime, hours: int) -> np.ndarray:

@@ -8,7 +8,8 @@ metering (a real ``ZeusMonitor`` over the simulated GPU) and the ledger are the 
 
 Differences from a live run, all deliberate:
 
-* The profile is preloaded (the simulated GPU's own per-step profile), so there is no profiling phase.
+* The profile is preloaded (the simulated GPU's own per-step profile, passed to the session's
+  constructor), so there is no profiling phase.
 * A "step" is a slice of the profiled epoch ``step_s`` long (default 60 s at the default limit): the
   engine decides at step boundaries, so decisions land within one step of where a real run's would.
 * ``baseline_*`` is the same job run at the default limit from the same start (an exact closed form of
@@ -38,18 +39,25 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from chase_integrations.carbon.formats import SIMULATION_ARGUMENTS
 from chase_integrations.carbon.reading import IntensityReading
 from chase_integrations.carbon.trace import _STALE_AFTER_S, TraceProvider
 from chase_integrations.core.collective import LocalCollective
 from chase_integrations.core.config import ChaseConfig
 from chase_integrations.core.ledger import carbon_g
-from chase_integrations.core.profile import PowerProfile
 from chase_integrations.core.session import ChaseSession, RunContext
+from chase_integrations.datasets import gpu_profile_path, trace_path
 from chase_integrations.errors import ConfigurationError
 from chase_integrations.forecast import Forecaster, make_forecaster
 from chase_integrations.simulation.clock import parse_utc
 from chase_integrations.simulation.gpu_profile import EpochProfile, load_gpu_profile
-from chase_integrations.simulation.oracle import OracleDecider, true_hourly_means, zeus_power_limit
+from chase_integrations.simulation.oracle import (
+    DefaultPolicy,
+    OraclePolicy,
+    ZeusPolicy,
+    true_hourly_means,
+    zeus_power_limit,
+)
 from chase_integrations.simulation.simulation import Simulation
 
 SIMULATE_POLICIES = ("budget", "chase", "static", "default", "zeus", "oracle", "monitor")
@@ -135,8 +143,10 @@ def simulate(
     """Simulate one job of ``job_hours`` (at the default limit) from ``start`` under ``policy``.
 
     Args:
-        trace: Carbon-intensity CSV (see :class:`~chase_integrations.carbon.trace.TraceProvider`).
-        gpu_profile: Zeus trace CSV (``summary_power_<gpu>.csv``) or a loaded :class:`EpochProfile`.
+        trace: Carbon-intensity CSV (see :class:`~chase_integrations.carbon.trace.TraceProvider`) or the short
+            name of an embedded trace (``"US-CISO-2022"``; :mod:`chase_integrations.datasets`).
+        gpu_profile: Zeus trace CSV (``summary_power_<gpu>.csv``), the short name of an embedded profile
+            (``"a40"``, ``"h200"``, ...) or a loaded :class:`EpochProfile`.
         workload: ``"dataset/network"`` in ``gpu_profile``.
         batch_size: Batch size in ``gpu_profile``.
         optimizer: Optimizer in ``gpu_profile`` (only when it has several for the workload).
@@ -178,14 +188,15 @@ def simulate(
         raise ConfigurationError.invalid(
             "start", start, f"a time within the trace ({provider.start.isoformat()} to {provider.end.isoformat()})"
         )
-    sim = Simulation(gpu_profile=_MemoEpochProfile(**asdict(epoch)), trace=None, start=start_dt,
+    sim = Simulation(gpu_profile=epoch, trace=None, start=start_dt,
                      steps_per_epoch=steps_per_epoch)
     sim.provider = _on_clock(provider, sim.clock)
     profile = sim.step_profile
     t_default = profile.time_per_step_s(hi)
     total_steps = max(1, round(job_hours * 3600.0 / t_default))
 
-    engine_policy, limit, used_forecaster = policy, None, forecaster
+    limit, used_forecaster = None, forecaster
+    engine_policy: Any = policy
     if policy in ("default", "monitor", "zeus", "static", "oracle"):
         used_forecaster = None
         if policy == "static":
@@ -195,9 +206,13 @@ def simulate(
             limit = int(static_power_limit_w)
         elif policy == "zeus":
             limit = zeus_power_limit(profile)
+            engine_policy = ZeusPolicy()
         elif policy in ("default", "monitor"):
             limit = hi
-        engine_policy = "budget" if policy == "oracle" else "static"
+            engine_policy = DefaultPolicy()
+        else:
+            engine_policy = OraclePolicy(lambda now, hours: list(true_hourly_means(provider, now, hours)),
+                                         max_slowdown)
     engine_forecaster = _synchronous(used_forecaster) if used_forecaster is not None else _CHEAP_FORECASTER
     config = ChaseConfig(
         provider=sim.provider, policy=engine_policy, max_slowdown=max_slowdown, eta=eta,
@@ -206,15 +221,8 @@ def simulate(
         decision_interval_s=decision_interval_s, power_limits_w=power_limits_w, simulation=sim, pue=pue,
         report_path=str(report_path) if report_path is not None else None,
     )
-    if policy == "oracle":
-        session = ChaseSession(
-            config,
-            decider=OracleDecider(lambda now, hours: list(true_hourly_means(provider, now, hours)), sim.clock,
-                                  max_slowdown),
-        )
-    else:
-        session = ChaseSession(config)
-    session.profile = profile  # preloaded: no profiling phase (the simulated GPU follows this profile)
+    # preloaded: no profiling phase (the simulated GPU follows this profile)
+    session = ChaseSession(config, profile=profile)
     session.start(RunContext(gpu_indices=[0], collective=LocalCollective(), total_steps=total_steps))
     try:
         _run(session, total_steps, steps_per_epoch)
@@ -338,7 +346,7 @@ def _epoch_profile(gpu_profile: str | Path | EpochProfile, workload: str, batch_
                    optimizer: str | None) -> EpochProfile:
     if isinstance(gpu_profile, EpochProfile):
         return gpu_profile
-    return _load_profile_cached(_file_key(gpu_profile), workload, int(batch_size), optimizer)
+    return _load_profile_cached(_file_key(gpu_profile_path(gpu_profile)), workload, int(batch_size), optimizer)
 
 
 @lru_cache(maxsize=32)
@@ -350,12 +358,12 @@ def _load_profile_cached(key: tuple[str, int, int], workload: str, batch_size: i
 def _trace(trace: str | Path, value_column: str | None, time_column: str | None) -> TraceProvider:
     if isinstance(trace, TraceProvider):
         return trace
-    return _load_trace_cached(_file_key(trace), value_column, time_column)
+    return _load_trace_cached(_file_key(trace_path(trace)), value_column, time_column)
 
 
 @lru_cache(maxsize=16)
 def _load_trace_cached(key: tuple[str, int, int], value_column: str | None, time_column: str | None) -> TraceProvider:
-    return TraceProvider(key[0], time_column=time_column, value_column=value_column)
+    return TraceProvider(key[0], time_column=time_column, value_column=value_column, arguments=SIMULATION_ARGUMENTS)
 
 
 def _on_clock(provider: TraceProvider, clock) -> TraceProvider:
@@ -390,40 +398,3 @@ class _ReplayTrace(TraceProvider):
             stale_s = self._times_s[i] + max(_STALE_AFTER_S, 2 * self.resolution_s)
             self._row = (float(self._times_s[i]), float(min(self._times_s[i + 1], stale_s)), reading)
         return reading
-
-
-class _MemoProfile(PowerProfile):
-    """A :class:`PowerProfile` that remembers interpolated limits (a profile never changes).
-
-    The simulated GPU asks for time and power at its limit on every step; interpolating each time
-    dominated ``simulate()`` when the budget policy uses limits between the measured ones.
-    """
-
-    def __init__(self, measurements) -> None:
-        super().__init__(measurements)
-        self._time_s: dict[float, float] = {}
-        self._energy_j: dict[float, float] = {}
-
-    def time_per_step_s(self, limit_w: float) -> float:
-        """Seconds per step at ``limit_w`` (memoised)."""
-        value = self._time_s.get(limit_w)
-        if value is None:
-            value = self._time_s[limit_w] = super().time_per_step_s(limit_w)
-        return value
-
-    def energy_per_step_j(self, limit_w: float) -> float:
-        """Joules per step at ``limit_w`` (memoised)."""
-        value = self._energy_j.get(limit_w)
-        if value is None:
-            value = self._energy_j[limit_w] = super().energy_per_step_j(limit_w)
-        return value
-
-
-@dataclass(frozen=True)
-class _MemoEpochProfile(EpochProfile):
-    """An :class:`EpochProfile` whose step profiles memoise interpolation (same numbers)."""
-
-    def step_profile(self, steps_per_epoch: int, num_gpus: int = 1) -> PowerProfile:
-        """See :meth:`EpochProfile.step_profile`."""
-        plain = super().step_profile(steps_per_epoch, num_gpus)
-        return _MemoProfile({p: plain.measurement(p) for p in plain.limits_w})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from chase_integrations.carbon.formats import SIMULATION_ARGUMENTS
 from chase_integrations.carbon.trace import TraceProvider
 from chase_integrations.core.profile import PowerProfile
 from chase_integrations.errors import ConfigurationError
@@ -21,10 +22,12 @@ class Simulation:
     The real ``ZeusMonitor`` reads the counters; the callback knows nothing else about simulation.
 
     Args:
-        gpu_profile: Zeus trace CSV (``summary_power_<gpu>.csv``) or a loaded :class:`EpochProfile`.
+        gpu_profile: Zeus trace CSV (``summary_power_<gpu>.csv``), the short name of an embedded profile
+            (``"a40"``, ``"h200"``, ...; :mod:`chase_integrations.datasets`) or a loaded :class:`EpochProfile`.
         workload: ``"dataset/network"`` in that file.
         batch_size: Batch size in that file.
-        trace: Carbon-intensity CSV replayed by :attr:`provider` on the simulated clock.
+        trace: Carbon-intensity CSV, or the short name of an embedded trace (``"US-CISO-2022"``), replayed
+            by :attr:`provider` on the simulated clock.
         start: Simulated start time (ISO-8601, UTC).
         num_gpus: GPUs on the simulated node.
         steps_per_epoch: Training steps that make one profiled epoch (``None``: dataset size / batch
@@ -35,6 +38,9 @@ class Simulation:
         optimizer: Only when the profile has several optimizers for the workload.
         cpus: A Zeus ``CPUs`` object whose RAPL-like counters are read alongside the GPUs (tests);
             ``None`` (default) measures no CPU/DRAM energy, never the real machine's.
+        power_state_path: Keep the GPUs' power limits in this JSON file, so another process (the limit
+            watchdog, a test) reaches the same GPUs (see :meth:`SimulatedGPUs.from_state_file`);
+            ``None`` (default): in memory only, and no watchdog runs.
 
     Example:
         >>> sim = Simulation(gpu_profile=PROFILE_CSV, workload="imagenet/resnet50", batch_size=256,
@@ -57,6 +63,7 @@ class Simulation:
         trace_time_column: str | None = None,
         optimizer: str | None = None,
         cpus=None,
+        power_state_path: str | Path | None = None,
     ) -> None:
         if isinstance(gpu_profile, EpochProfile):
             self.epoch_profile = gpu_profile
@@ -92,10 +99,12 @@ class Simulation:
                     allow_set=allow_set_power_limit,
                 )
                 for i in range(num_gpus)
-            ]
+            ],
+            state_path=None if power_state_path is None else str(power_state_path),
         )
         self.provider = (
-            TraceProvider(trace, time_column=trace_time_column, value_column=trace_value_column, clock=self.clock)
+            TraceProvider(trace, time_column=trace_time_column, value_column=trace_value_column, clock=self.clock,
+                          arguments=SIMULATION_ARGUMENTS)
             if trace is not None
             else None
         )

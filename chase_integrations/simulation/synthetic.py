@@ -1,6 +1,7 @@
-"""Data the package builds itself, for demos and tests on a machine without the shared data folder.
+"""Data the package builds in code, for tests and ``chase demo --synthetic``.
 
-Neither is real data, and both say so wherever they are used.
+Neither is real data, and both say so wherever they are used. The real data that comes with the package
+(measured GPU profiles, hourly grid traces) is :mod:`chase_integrations.datasets`.
 
 * :func:`write_synthetic_gpu_profile`: an A40-like ResNet-50 profile built from the relative figures
   published in the project's design notes (250 W: +0.5 % time, −8 % energy; 225 W: +1.6 %, −15 %;
