@@ -22,6 +22,7 @@ Usage:
     python bench/savings.py                      # A40 ResNet-50, V100 ResNet-50, A40 BERT (SQuAD)
     python bench/savings.py --gpus v100 --forecasters seasonal_naive,arima
     python bench/savings.py --workloads a40-resnet50 --starts 10 --processes 2
+    python bench/savings.py --profile live       # first runs next to repeat runs (bench/first_run.py)
 
 Prints one markdown table per workload and forecaster and writes ``bench/results/savings-<workload>.json``
 (``summary``/``per_grid``: one table per forecaster; ``rows``: every scenario, forecast-driven
@@ -31,6 +32,7 @@ policies keyed ``<policy>@<forecaster>``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import statistics
@@ -194,7 +196,7 @@ def _run_one(task: dict, tapes: dict) -> dict:
         return _taped(tapes[name]) if name in tapes else name
 
     def record(key: str, **kw) -> None:
-        r = simulate(**common, **kw)
+        r = simulate(**common, **kw, profile="preloaded")
         out[key] = (r.carbon_reduction, r.time_increase)
 
     record("default", policy="default")
@@ -323,7 +325,14 @@ def markdown(name: str, table: dict, per_grid: dict, forecaster: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--profile=live" in argv or any(a == "--profile" and b == "live" for a, b in itertools.pairwise(argv)):
+        from first_run import main as first_run  # first runs next to repeat runs (bench/first_run.py)
+
+        return first_run(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", choices=("preloaded", "live"), default="preloaded",
+                        help="preloaded: repeat runs (this table); live: first runs next to repeat runs")
     parser.add_argument("--workloads", default="a40-resnet50,v100-resnet50,a40-bert-squad")
     parser.add_argument("--gpus", default=None, help="only these GPUs' workloads, e.g. 'v100' or 'a40,v100'")
     parser.add_argument("--grids", default=",".join(GRIDS))

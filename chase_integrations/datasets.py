@@ -2,25 +2,19 @@
 
 A short name works wherever a path does: ``Simulation(gpu_profile="a40", trace="US-CISO-2022")``,
 ``simulate(...)``, ``TraceProvider("US-ERCO-2022")``, ``chase simulate --trace US-ERCO-2022 --gpu-profile
-h200``. ``chase data list`` prints the same table as :func:`list_datasets`, with each file's source and
+h200``. ``chase data list`` prints what :func:`list_datasets` returns, with each file's source and
 licence; the package's ``data/NOTICE`` has the full licences and citations.
 
-================  ============================================================  =====================
-short names       what                                                          licence
-================  ============================================================  =====================
-``a40``,          Zeus NSDI'23 GPU power traces: time per epoch and average      Apache-2.0
-``v100``,         power per power limit, 6 workloads, many batch sizes
-``rtx6000``,
-``p100``
-``h200``          this project's H200 sweep (``scripts/gpu_check.py``):          Apache-2.0
-                  ``synthetic-imagenet/resnet50`` batch 128,
-                  ``synthetic-text/gpt2`` batch 16 (random inputs of real shapes)
-``US-<BA>-2022``  hourly average carbon intensity of 8 US balancing               MIT (over US public
-                  authorities in 2022 (AZPS, BPAT, CISO, ERCO, MISO, NYIS,       EIA-930 data)
-                  PJM, SOCO), EIA-930 derived, from SustainDC
-================  ============================================================  =====================
+* ``a40``, ``v100``, ``rtx6000``, ``p100``: the Zeus NSDI'23 GPU power traces, time per epoch and average
+  power per power limit for 6 workloads and many batch sizes (Apache-2.0);
+* ``h200``: this project's H200 sweep (``scripts/gpu_check.py``), ``synthetic-imagenet/resnet50`` batch 128
+  and ``synthetic-text/gpt2`` batch 16, random inputs of real shapes (Apache-2.0);
+* ``US-AZPS-2022``, ``US-BPAT-2022``, ``US-CISO-2022``, ``US-ERCO-2022``, ``US-MISO-2022``, ``US-NYIS-2022``,
+  ``US-PJM-2022``, ``US-SOCO-2022``: hourly average carbon intensity of 8 US balancing authorities in 2022
+  (UTC, gCO2/kWh), derived from EIA-930 by SustainDC (MIT, over U.S. public EIA data).
 
-Names match whatever the case. An existing file always wins over a name.
+Names match whatever the case, and so do the files' own names (``"summary_power_a40.csv"``). An existing
+file always wins over a name.
 
 Example:
     >>> from chase_integrations.datasets import gpu_profile_path, list_datasets, trace_path
@@ -104,6 +98,11 @@ class Dataset:
         """The file on disk."""
         return DATA_DIR / self.filename
 
+    def matches(self, name: str) -> bool:
+        """Whether ``name`` is its short name or file name, in any case (``"a40"``, ``"summary_power_a40.csv"``)."""
+        key = name.strip().lower()
+        return key in (self.name.lower(), self.path.name.lower())
+
 
 _DATASETS: tuple[Dataset, ...] = (
     *(
@@ -151,7 +150,7 @@ def get_dataset(name: str, kind: str | None = None) -> Dataset:
         ConfigurationError: No such name; the message lists the known ones.
     """
     for d in list_datasets(kind):
-        if isinstance(name, str) and d.name.lower() == name.strip().lower():
+        if isinstance(name, str) and d.matches(name):
             return d
     known = ", ".join(d.name for d in list_datasets(kind))
     raise ConfigurationError.invalid("name", name, f"the short name of an embedded dataset ({known})")
@@ -192,7 +191,7 @@ def _resolve(value: str | Path, kind: str, argument: str, allowed: str) -> Path:
             return path
         if isinstance(value, str):
             for d in list_datasets(kind):
-                if d.name.lower() == value.strip().lower():
+                if d.matches(value):
                     return d.path
     known = ", ".join(d.name for d in list_datasets(kind))
     hint = "`chase data list` shows the embedded data."

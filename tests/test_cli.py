@@ -113,3 +113,12 @@ def test_demo_on_a_user_trace_starts_inside_it(trace_csv, capsys):
     assert main(["demo", "--trace", str(trace_csv), "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert f"trace: {trace_csv}" in out and "start: 2023-03-01T00:00:00+00:00" in out
+
+
+def test_demo_errors_name_its_options(capsys):
+    assert main(["demo", "--trace", "nope.csv"]) == 2
+    assert "`--trace` must be an existing CSV file" in capsys.readouterr().err
+    assert main(["demo", "--gpu-profile", "a41"]) == 2
+    assert "`--gpu-profile` must be" in capsys.readouterr().err
+    assert main(["demo", "--start", "2023-03-01T00:00:00Z"]) == 2  # the embedded trace is 2022
+    assert "`--start` must be a time within the trace" in capsys.readouterr().err

@@ -115,6 +115,7 @@ def test_h200_profile_is_the_sweep_in_the_zeus_format():
 def test_names_ignore_case_and_an_existing_file_wins(tmp_path, monkeypatch):
     assert trace_path("us-ciso-2022") == trace_path("US-CISO-2022") == get_dataset("US-CISO-2022").path
     assert gpu_profile_path("A40").name == "summary_power_a40.csv"
+    assert gpu_profile_path("summary_power_a40.csv") == gpu_profile_path("a40")  # the README's file name works too
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a40").write_text("mine")
     assert gpu_profile_path("a40") == Path("a40")

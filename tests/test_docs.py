@@ -266,3 +266,21 @@ def test_links_stay_inside_the_repository(page: Path) -> None:
         if not path.is_relative_to(ROOT) or not path.exists():
             bad.append(target)
     assert bad == [], f"{page.relative_to(ROOT)}: links that leave the repository or point nowhere"
+
+
+def _paragraphs(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    return {" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if len(" ".join(p.split())) >= 160}
+
+
+def test_no_page_repeats_another() -> None:
+    """A paragraph lives in one place: README.md and the pages of docs/ share no long paragraph."""
+    seen: dict[str, str] = {}
+    repeated = []
+    for page in markdown_files():
+        name = str(page.relative_to(ROOT))
+        for paragraph in _paragraphs(page):
+            if paragraph in seen:
+                repeated.append(f"{seen[paragraph]} and {name}: {paragraph[:100]}...")
+            seen.setdefault(paragraph, name)
+    assert repeated == []

@@ -108,10 +108,14 @@ def test_cpu_and_dram_appear_only_when_measured(make_sim):
     t = with_rapl["time_s"]
     assert math.isclose(with_rapl["cpu_energy_j"], 60.0 * t, rel_tol=1e-3)
     assert math.isclose(with_rapl["dram_energy_j"], 10.0 * t, rel_tol=1e-3)
-    assert math.isclose(with_rapl["total_energy_j"], with_rapl["energy_j"] + 70.0 * t, rel_tol=1e-3)
-    assert with_rapl["total_carbon_g"] > with_rapl["carbon_g"]
+    # measured CPU/DRAM is part of the run's scope (issue 17): energy_j and carbon_g include it
+    assert with_rapl["scope"] == "gpu+cpu+dram" and without["scope"] == "gpu"
+    assert math.isclose(with_rapl["energy_j"], with_rapl["gpu_energy_j"] + 70.0 * t, rel_tol=1e-3)
+    assert with_rapl["total_energy_j"] == with_rapl["energy_j"]
+    assert with_rapl["carbon_g"] > with_rapl["gpu_carbon_g"]
     # GPU accounting is untouched by CPU measurement
-    assert math.isclose(with_rapl["energy_j"], without["energy_j"], rel_tol=1e-9)
+    assert math.isclose(with_rapl["gpu_energy_j"], without["energy_j"], rel_tol=1e-9)
+    assert math.isclose(with_rapl["gpu_carbon_g"], without["carbon_g"], rel_tol=1e-9)
 
 
 def test_predicted_total_reaches_the_lightning_logger(make_sim, tmp_path):

@@ -15,7 +15,7 @@ from tests.provider_server import START, ProviderServer
 @pytest.mark.parametrize("adapter", ["lightning", "hf"])
 @pytest.mark.parametrize("failure", [500, "refused"])
 def test_provider_down_for_the_whole_run(adapter, failure, make_sim, tmp_path):
-    sim = make_sim(start=START)
+    sim = make_sim(start=START, trace=None)  # the GPU and clock only: intensity comes from the local server
     with ProviderServer(clock=sim.clock) as server:
         if failure == "refused":
             url = server.url

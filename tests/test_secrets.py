@@ -30,7 +30,7 @@ def _files(folder: Path) -> list[Path]:
 @pytest.mark.parametrize("token_from", ["argument", "environment"])
 def test_token_never_leaves_the_request(adapter, token_from, make_sim, tmp_path, caplog, capfd, monkeypatch):
     caplog.set_level(logging.DEBUG)
-    sim = make_sim(start=START)
+    sim = make_sim(start=START, trace=None)  # the GPU and clock only: intensity comes from the local server
     with ProviderServer(clock=sim.clock) as server:
         if token_from == "environment":
             monkeypatch.setenv("ELECTRICITYMAPS_API_TOKEN", TOKEN)

@@ -111,6 +111,7 @@ def test_unparsable_rows_are_warned_and_counted(tmp_path):
         trace = TraceProvider(_csv(tmp_path, text), value_column="carbon")
     assert len(record) == 1
     assert trace.dropped_rows == 2 and trace.values_g_per_kwh.tolist() == [100.0, 300.0]
+    assert trace.describe() == "trace(trace.csv, column carbon, 2 rows skipped)"  # the run report's `provider`
 
 
 def test_na_markers_are_blanks_not_warnings(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -84,9 +85,23 @@ def validate_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
+#: Secrets shorter than this are redacted only where they stand alone: a one-letter token (a careless
+#: ``token="x"``) must not turn every "x" of an error message into ``***``.
+SHORT_SECRET = 6
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each non-empty secret in ``text`` with ``***``."""
+    """Replace every occurrence of each non-empty secret in ``text`` with ``***``.
+
+    Example:
+        >>> redact("token abc123456 failed", ["abc123456"]), redact("latest for t failed", ["t"])
+        ('token *** failed', 'latest for *** failed')
+    """
     for value in secrets:
-        if value:
+        if not value:
+            continue
+        if len(value) >= SHORT_SECRET:
             text = text.replace(value, REDACTED)
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", REDACTED, text)
     return text

@@ -4,16 +4,15 @@ r"""The carbon-intensity CSVs people download, recognised by their columns, and 
 intensity column. The layouts below are recognised by their column names, so their columns need not be
 named, and their units are converted to gCO2eq/kWh:
 
-=====================  ===========================================================  ======================
-format                 columns (time, value)                                        unit in the file
-=====================  ===========================================================  ======================
-``electricitymaps``    ``Datetime (UTC)``, ``Carbon Intensity gCO₂eq/kWh (direct)``  gCO2eq/kWh
-``eia930``             ``timestamp``, ``avg_CI`` (SustainDC's EIA-930 traces)         gCO2/kWh
-``neso``               ``DATETIME``, ``CARBON_INTENSITY`` (NESO historic mix)         gCO2/kWh
-``neso-krisn13``       ``datetime_utc``, ``ci_gco2_per_kwh`` with ``ci_pred_1h_hgb``  gCO2/kWh
-``watttime``           ``timestamp`` (or ``point_time``), ``MOER``                    lbs CO2/MWh (× 0.453592)
-``watttime-v3``        ``point_time``, ``value``                                      lbs CO2/MWh (× 0.453592)
-=====================  ===========================================================  ======================
+* ``electricitymaps``: Electricity Maps data-portal export, ``Datetime (UTC)`` and
+  ``Carbon Intensity gCO₂eq/kWh (direct)`` (gCO2eq/kWh);
+* ``eia930``: EIA-930 derived (SustainDC), ``timestamp`` and ``avg_CI`` (gCO2/kWh);
+* ``neso``: GB national, NESO historic generation mix, ``DATETIME`` and ``CARBON_INTENSITY`` (gCO2/kWh);
+* ``neso-krisn13``: GB national (NESO actuals), ``datetime_utc`` and ``ci_gco2_per_kwh`` next to a
+  ``ci_pred_1h_hgb`` forecast column (gCO2/kWh);
+* ``watttime``: WattTime historical MOER, ``timestamp`` (or ``point_time``) and ``MOER`` (lbs CO2/MWh,
+  × 0.453592 to gCO2/kWh);
+* ``watttime-v3``: WattTime v3 historical, ``point_time`` and ``value`` (lbs CO2/MWh, × 0.453592).
 
 Column names match whatever the case, spacing, or ``₂``/``2`` spelling. The Electricity Maps export
 also has a life-cycle column (``... (LCA)``, newer exports ``... (Life cycle)``): pass its name as the value

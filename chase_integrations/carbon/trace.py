@@ -192,8 +192,9 @@ class TraceProvider(CarbonIntensityProvider):
         return [IntensityReading(datetime.fromtimestamp(t, tz=timezone.utc), v, False) for t, v in zip(times_s, values)]
 
     def describe(self) -> str:
-        """One-line description."""
-        return f"trace({self.path.name}, column {self.value_column})"
+        """One-line description (the run report's ``provider``): file, column, rows skipped (blank or unparsable)."""
+        dropped = f", {self.dropped_rows} rows skipped" if self.dropped_rows else ""
+        return f"trace({self.path.name}, column {self.value_column}{dropped})"
 
     # --- internals --------------------------------------------------------------------------
     def _index_at(self, t_s: float) -> int:

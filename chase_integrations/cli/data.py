@@ -58,5 +58,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {d.name:<{width}}  {d.description}")
             print(f"  {'':<{width}}  source: {d.source}; licence: {d.licence}")
         print()
+    if args.kind != "gpu_profile":
+        print("Your own trace: --trace PATH reads Electricity Maps exports, EIA-930 (SustainDC), NESO and WattTime "
+              "MOER CSVs (chase_integrations.carbon.formats), or any CSV with a time and a gCO2eq/kWh column.")
     print(f"Files in {DATA_DIR}; licences and citations in {DATA_DIR / 'NOTICE'}.")
     return 0

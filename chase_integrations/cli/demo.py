@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
                    help="where --trace / --gpu-profile are not given, use data built in code (not real data)")
     p.add_argument("--workload", default="imagenet/resnet50")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--start", default=None, help=f"simulated start time, UTC (default: {DEMO_START} on the "
+    p.add_argument("--start", default=None, help=f"simulated start time, UTC (default: {DEMO_START} on an "
                    "embedded trace, else 2 days into the trace)")
     p.add_argument("--policy", default="budget", choices=["budget", "chase", "static", "monitor"])
     p.add_argument("--max-slowdown", type=float, default=0.05)
@@ -97,10 +97,12 @@ def resolve_inputs(
         trace = str(write_synthetic_trace(workdir / "synthetic_trace.csv", start=start))
         notes.append(f"trace: SYNTHETIC, {SYNTHETIC_TRACE_DESCRIPTION}")
     else:
-        if trace is None:
-            trace, start = DEMO_TRACE, start or DEMO_START
-        notes.append(f"trace: {_describe(trace, 'trace')}")
+        trace = trace or DEMO_TRACE
     provider = TraceProvider(trace, value_column=value_column, arguments=CLI_ARGUMENTS)
+    if not notes:
+        notes.append(f"trace: {_describe(trace, 'trace')}")
+        if not Path(trace).is_file():  # an embedded trace: they all cover DEMO_START
+            start = start or DEMO_START
     if start is None:
         start = (provider.start + min(timedelta(days=2), (provider.end - provider.start) / 2)).isoformat()
     if not provider.start <= parse_utc(start) <= provider.end:
@@ -111,7 +113,7 @@ def resolve_inputs(
         notes.append(f"GPU profile: SYNTHETIC, {SYNTHETIC_PROFILE_DESCRIPTION}")
     else:
         gpu_profile = gpu_profile or DEMO_GPU_PROFILE
-        path = gpu_profile_path(gpu_profile, argument="--gpu-profile")
+        path = gpu_profile_path(gpu_profile, argument="--gpu-profile")  # raises for an unknown name
         notes.append(f"GPU profile: {_describe(gpu_profile, 'gpu_profile')}, {workload} batch {batch_size}")
     return DemoInputs(provider, path, start, notes)
 

@@ -10,10 +10,12 @@ channel for metrics.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
 from chase_integrations.core.collective import Collective
+from chase_integrations.core.cost import GPU_SCOPE_WARNING, CostModel
 from chase_integrations.core.intensity import IntensitySource, IntervalIntensity
 from chase_integrations.core.interfaces import EnergyMeter
 from chase_integrations.core.ledger import Interval, Ledger
@@ -27,6 +29,7 @@ FORECAST_G_PER_KWH = "chase/forecast_g_per_kwh"
 ENERGY_J = "chase/energy_j"
 CARBON_G = "chase/carbon_g"
 CARBON_SAVED_G = "chase/carbon_saved_g"
+GPU_CARBON_G = "chase/gpu_carbon_g"
 PREDICTED_TOTAL_CARBON_G = "chase/predicted_total_carbon_g"
 #: Shown on a progress bar where the framework has one.
 PROGRESS_BAR_KEYS = (POWER_LIMIT_W, CARBON_G)
@@ -35,9 +38,10 @@ METRICS: dict[str, tuple[str, str]] = {
     POWER_LIMIT_W: ("W", "limit in force for the interval just ended"),
     INTENSITY_G_PER_KWH: ("gCO2eq/kWh", "measured grid intensity over that interval"),
     FORECAST_G_PER_KWH: ("gCO2eq/kWh", "the forecast the decision used"),
-    ENERGY_J: ("J", "cumulative GPU energy, all GPUs of all ranks"),
-    CARBON_G: ("gCO2eq", "cumulative operational emissions"),
-    CARBON_SAVED_G: ("gCO2eq", "cumulative estimate avoided vs. the default limit"),
+    ENERGY_J: ("J", "cumulative energy of the report's scope (GPUs of all ranks, measured CPU/DRAM, host_power_w)"),
+    CARBON_G: ("gCO2eq", "cumulative operational emissions of the report's scope"),
+    GPU_CARBON_G: ("gCO2eq", "cumulative operational emissions of the GPUs alone"),
+    CARBON_SAVED_G: ("gCO2eq", "cumulative estimate avoided vs. the default limit (same scope)"),
     PREDICTED_TOTAL_CARBON_G: ("gCO2eq", "the whole job's predicted emissions (when its length is known)"),
 }
 
@@ -88,6 +92,7 @@ def interval_metrics(ledger: Ledger, interval: Interval) -> dict[str, float]:
         INTENSITY_G_PER_KWH: interval.intensity_g_per_kwh,
         ENERGY_J: ledger.energy_j,
         CARBON_G: carbon,
+        GPU_CARBON_G: ledger.gpu_carbon_g,
         CARBON_SAVED_G: ledger.baseline_carbon_g - carbon,  # Ledger.carbon_saved_g
     }
     if interval.forecast_g_per_kwh is not None:
@@ -103,17 +108,37 @@ class Accountant:
         collective: Cross-rank operations.
         meter: This rank's energy meter (``None``: it owns no GPU).
         intensity: Rank 0's intensity source (``None`` on the other ranks).
-        pue: Data-centre PUE.
+        pue: Data-centre PUE, or the whole :class:`~chase_integrations.core.cost.CostModel` (its ``num_gpus``
+            is replaced by the job's GPU count, summed over ranks at the first close).
+        local_gpus: GPUs this rank meters.
+        warner: Warns once when the run's scope is the GPUs alone (``None``: no warning).
     """
 
     def __init__(self, clock, collective: Collective, meter: EnergyMeter | None, intensity: IntensitySource | None,
-                 pue: float) -> None:
+                 pue: float | CostModel, local_gpus: int = 1, warner=None) -> None:
         self.clock = clock
         self.collective = collective
         self.meter = meter
         self.intensity = intensity
-        self.pue = pue
+        self._cost = pue if isinstance(pue, CostModel) else CostModel(pue=float(pue))
+        self.pue = self._cost.pue
+        self.local_gpus = local_gpus if meter is not None else 0
+        self.warner = warner
+        self._job_gpus: int | None = None
         self.open: OpenInterval | None = None
+
+    @property
+    def cost(self) -> CostModel:
+        """The cost model, with the job's GPU count once the first interval closed."""
+        return self._cost
+
+    def _count_gpus(self) -> None:
+        """The job's GPU count (every rank, at its first close: one collective, the same on all ranks)."""
+        if self._job_gpus is None:
+            c = self.collective
+            total = float(self.local_gpus) if c.world_size == 1 else c.sum_max(float(self.local_gpus), 0.0)[0]
+            self._job_gpus = int(round(total))
+            self._cost = dataclasses.replace(self._cost, num_gpus=self._job_gpus)
 
     def open_interval(self, now: datetime, limit_w: int | None, forecast: float | None, phase: str = "train") -> None:
         """Open a new interval (and its Zeus window)."""
@@ -129,6 +154,7 @@ class Accountant:
     def close(self, now: datetime, ledger: Ledger, profile: PowerProfile | None,
               default_limit_w: int | None) -> tuple[dict[str, float], IntervalIntensity | None]:
         """Close the open interval on every rank; returns its metrics and (rank 0) the intensity read."""
+        self._count_gpus()
         iv, self.open = self.open, None
         if iv is None:
             return {}, None
@@ -150,6 +176,15 @@ class Accountant:
                                default_limit_w, cpu_sum if cpu_measured else None, dram_sum if dram_measured else None)
         return metrics, measured
 
+    def close_last(self, now: datetime, ledger: Ledger, profile: PowerProfile | None, default_limit_w: int | None,
+                   collective: bool) -> dict[str, float]:
+        """Close the last interval at the run's end: with collectives when it finished, else locally."""
+        if self.open is None:
+            return {}
+        if collective:
+            return self.close(now, ledger, profile, default_limit_w)[0]
+        return self.close_local(now, ledger, profile, default_limit_w)
+
     def close_local(self, now: datetime, ledger: Ledger, profile: PowerProfile | None,
                     default_limit_w: int | None) -> dict[str, float]:
         """Close without collectives: on an abort, other ranks may be gone, so never block."""
@@ -166,6 +201,9 @@ class Accountant:
             value, source = measured.g_per_kwh, measured.source
         else:
             value, source = (iv.forecast_g_per_kwh or 0.0), "unknown"
+        if self._job_gpus is None:  # never closed before: no collective now, assume equal ranks
+            self._job_gpus = self.local_gpus * self.collective.world_size
+            self._cost = dataclasses.replace(self._cost, num_gpus=self._job_gpus)
         return self._record(ledger, iv, now, energy * self.collective.world_size, duration, value, source, profile,
                             default_limit_w, None, None)
 
@@ -195,6 +233,20 @@ class Accountant:
             intensity_source=source,
             cpu_energy_j=cpu_energy_j,
             dram_energy_j=dram_energy_j,
+            host_power_w=self._cost.unmeasured_host_w,
+            embodied_g_per_s=self._cost.embodied_g_per_s,
         )
+        if (self.warner is not None and self.intensity is not None and self._cost.host_power_w is None
+                and cpu_energy_j is None and dram_energy_j is None and energy_j > 0):
+            self.warner.warn("gpu-scope", GPU_SCOPE_WARNING)
         ledger.add(interval)
         return interval_metrics(ledger, interval)
+
+
+def counter_notes(meter: EnergyMeter | None) -> list[str]:
+    """Report notes about the energy counter (windows where it went backwards and was counted as 0 J)."""
+    anomalies = meter.anomalies if meter is not None else []
+    if not anomalies:
+        return []
+    return [f"GPU energy counter went backwards in {len(anomalies)} window(s), counted as 0 J "
+            f"(first: {anomalies[0]})."]

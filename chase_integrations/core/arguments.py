@@ -44,11 +44,19 @@ ARGUMENTS: dict[str, str] = {
     "gpus": "A ``zeus.device.gpu.GPUs``; ``None`` = ``zeus.device.get_gpus()``.",
     "simulation": "A :class:`~chase_integrations.simulation.Simulation`: simulated GPUs, clock and time per step.",
     "pue": "Data-centre power usage effectiveness (>= 1); emissions = energy × PUE × intensity.",
+    "host_power_w": "Watts per GPU for the rest of the server that is not measured (fans, NICs, storage, PSU "
+                    "losses; CPUs and DRAM too where RAPL is unreadable); ``None`` = not counted. Enters the "
+                    "objective, the ledger and the baseline (report ``scope`` ``\"node\"``).",
+    "embodied_g_per_gpu_hour": "Embodied emissions per GPU-hour of running, gCO2eq (0 = not counted); charged "
+                               "for the run's and the baseline's own durations.",
     "report_path": "Write the JSON run report here when training ends.",
     "strict": "Raise instead of degrading (no permission to set limits, provider down).",
-    "profile_warmup_steps": "Advanced: steps run at each limit before it is measured.",
-    "profile_measure_steps": "Advanced: steps measured at each limit (at least ``profile_min_window_s``).",
-    "profile_min_window_s": "Advanced: shortest measurement window per limit, s (energy counters are coarse).",
+    "profile_warmup_steps": "Advanced: most steps run at each limit before it is measured (the warm-up also ends "
+                            "after half of ``profile_min_window_s``, and is skipped once a step lasts that long).",
+    "profile_measure_steps": "Advanced: fewest steps measured at each limit (a window also lasts at least "
+                             "``profile_min_window_s``).",
+    "profile_min_window_s": "Advanced: shortest measurement window per limit, s (energy counters are coarse); "
+                            "a window ends after this long and at least one full step at the limit.",
     "fallback_intensity_g_per_kwh": "Advanced: intensity used when the provider, the forecast and the last known "
                                     "value all fail; ``None`` = the world average (475 gCO2eq/kWh).",
     "max_reading_age_s": "Advanced: a provider reading older than this counts as a failure, s.",

@@ -228,6 +228,19 @@ class _Projector:
         carbon = float(np.dot(per_hour[:last] * e[:last], self.ci[:last]) + rest * e[last] * self.ci[last])
         return time_s, carbon / _J_PER_KWH
 
+    def times_and_carbons(self, t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`run` for each row of per-hour times ``t`` and energies ``e`` (plans by hours), vectorised."""
+        per_hour = self.spans_s[None, :] / t
+        done = np.cumsum(per_hour, axis=1)
+        last = (done < self.steps - 1e-9).sum(axis=1)
+        rows, inside, at = np.arange(len(t)), last < t.shape[1], np.minimum(last, t.shape[1] - 1)
+        before = np.where(last > 0, done[rows, np.maximum(last - 1, 0)], 0.0)
+        hour_carbon = np.cumsum(per_hour * e * self.ci[None, :], axis=1)  # per row, through each hour
+        carbon_before = np.where(last > 0, hour_carbon[rows, np.maximum(last - 1, 0)], 0.0)
+        rest = np.where(inside, self.steps - before, self.steps - done[:, -1])
+        carbon = np.where(inside, carbon_before, hour_carbon[:, -1]) + rest * e[rows, at] * self.ci[at]
+        return self.times(t), carbon / _J_PER_KWH
+
     def times(self, t: np.ndarray) -> np.ndarray:
         """Time of the remaining steps for each row of per-hour times ``t`` (plans by hours), vectorised."""
         per_hour = self.spans_s[None, :] / t
@@ -252,6 +265,7 @@ def plan_budget(
     first_hour_s: float = HOUR_S,
     iterations: int = 40,
     interpolate: bool | None = None,
+    min_mu: float = 0.0,
 ) -> BudgetPlan:
     """Choose the limit for now so the remaining work fits ``remaining_time_s`` with the least carbon.
 
@@ -265,6 +279,9 @@ def plan_budget(
         iterations: Unused; kept for compatibility (the search over μ is exact).
         interpolate: Let the hours at the critical μ run at a limit between two candidate limits
             (interpolated profile) so the plan spends the budget exactly. ``None``: :data:`INTERPOLATE`.
+        min_mu: The least price of time, gCO2eq/kWh·J per s: time that costs carbon whatever the budget
+            (embodied emissions, :attr:`~chase_integrations.core.cost.CostModel.min_mu`). The plan never
+            runs slower than this price allows, even when the budget would.
     """
     del iterations
     if interpolate is None:
@@ -280,10 +297,12 @@ def plan_budget(
     ci = np.maximum(_extend(intensities_g_per_kwh, hours), 0.0)
     spans = np.full(hours, HOUR_S)
     spans[0] = max(first_hour_s, 1e-9)
-    return _solve(hull, _Projector(ci, spans, float(remaining_steps)), float(remaining_time_s), interpolate)
+    return _solve(hull, _Projector(ci, spans, float(remaining_steps)), float(remaining_time_s), interpolate,
+                  max(0.0, float(min_mu)))
 
 
-def _solve(hull: _Hull, proj: _Projector, remaining_time_s: float, interpolate: bool) -> BudgetPlan:
+def _solve(hull: _Hull, proj: _Projector, remaining_time_s: float, interpolate: bool,
+           min_mu: float = 0.0) -> BudgetPlan:
     """The least-carbon plan over ``proj``'s slots that fits ``remaining_time_s`` (see the module docstring).
 
     :func:`plan_budget`'s slots are the forecast's hours; ``bench/planner_variants.py`` builds others.
@@ -304,14 +323,15 @@ def _solve(hull: _Hull, proj: _Projector, remaining_time_s: float, interpolate: 
     fast = project(fast_idx)
     if fast[0] > remaining_time_s:
         return BudgetPlan(fastest_w, math.inf, fast[0], fast[1], False, _schedule(hull, fast_idx, proj, fast[0]))
-    free_idx = choice(0.0)
+    free_idx = choice(min_mu)
     free = project(free_idx)
-    if free[0] <= remaining_time_s:
-        return BudgetPlan(int(hull.limits_w[free_idx[0]]), 0.0, free[0], free[1], True,
+    if free[0] <= remaining_time_s:  # the budget does not bind: time is priced at min_mu alone
+        plan = BudgetPlan(int(hull.limits_w[free_idx[0]]), min_mu, free[0], free[1], True,
                           _schedule(hull, free_idx, proj, free[0]))
+        return _faster_if_cleaner(hull, proj, rates, _sorted_unique(rates[rates > min_mu]), plan)
     # smallest breakpoint whose plan fits; the plan just below it does not
     # (the projected time falls as μ grows: every breakpoint's plan at once, then the first that fits)
-    breaks = _sorted_unique(rates[rates > 0])  # the largest is feasible (every hour is fastest there)
+    breaks = _sorted_unique(rates[rates > min_mu])  # the largest is feasible (every hour is fastest there)
     if len(breaks) * len(ci) <= _ALL_AT_ONCE:
         plans = (rates[None, :, :] > breaks[:, None, None]).sum(axis=2)  # breakpoints by hours
         fits = proj.times(hull.time_s[plans]) <= remaining_time_s
@@ -328,9 +348,32 @@ def _solve(hull: _Hull, proj: _Projector, remaining_time_s: float, interpolate: 
     idx = choice(mu)
     result = project(idx)
     if not interpolate:
-        return BudgetPlan(int(hull.limits_w[idx[0]]), mu, result[0], result[1], True,
+        plan = BudgetPlan(int(hull.limits_w[idx[0]]), mu, result[0], result[1], True,
                           _schedule(hull, idx, proj, result[0]))
-    return _mix(hull, proj, idx, choice(np.nextafter(mu, 0.0)), mu, remaining_time_s, result)
+    else:
+        plan = _mix(hull, proj, idx, choice(np.nextafter(mu, 0.0)), mu, remaining_time_s, result)
+    return _faster_if_cleaner(hull, proj, rates, breaks[breaks > mu], plan)
+
+
+def _faster_if_cleaner(hull: _Hull, proj: _Projector, rates: np.ndarray, faster_mus: np.ndarray,
+                       plan: BudgetPlan) -> BudgetPlan:
+    """The least-carbon plan among ``plan`` (the whole budget spent) and the faster ones (larger μ, all fit).
+
+    Spending budget saves energy per step but makes the job reach later hours; when the saving is small (the
+    whole server counted, :mod:`chase_integrations.core.cost`) those hours can cost more than it saves.
+    """
+    if len(faster_mus) == 0:
+        return plan
+    if len(faster_mus) * len(proj.ci) > _ALL_AT_ONCE:  # a long job: evenly spaced multipliers
+        faster_mus = faster_mus[np.linspace(0, len(faster_mus) - 1, max(1, _ALL_AT_ONCE // len(proj.ci))).astype(int)]
+    plans = (rates[None, :, :] > faster_mus[:, None, None]).sum(axis=2)  # multipliers by hours
+    times, carbons = proj.times_and_carbons(hull.time_s[plans], hull.energy_j[plans])
+    best = int(np.argmin(carbons))
+    if not carbons[best] < plan.projected_carbon_g * (1 - 1e-9):
+        return plan
+    idx = plans[best]
+    return BudgetPlan(int(hull.limits_w[idx[0]]), float(faster_mus[best]), float(times[best]), float(carbons[best]),
+                      True, _schedule(hull, idx, proj, float(times[best])))
 
 
 def _mix(hull: _Hull, proj: _Projector, fast_idx: np.ndarray, slow_idx: np.ndarray,

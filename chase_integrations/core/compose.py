@@ -12,8 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chase_integrations._warnings import OnceWarner
+from chase_integrations.core.accounting import Accountant
 from chase_integrations.core.clock import SystemClock
 from chase_integrations.core.config import ChaseConfig
+from chase_integrations.core.cost import CostModel
 from chase_integrations.core.decide import Decider
 from chase_integrations.core.intensity import IntensitySource
 from chase_integrations.core.policies.base import Policy, make_policy
@@ -45,8 +47,21 @@ class Parts:
         intensity = IntensitySource(cfg.provider, self.clock, cfg.max_reading_age_s, cfg.fallback_intensity_g_per_kwh,
                                     cfg.strict, warner)
         decider = Decider(self.policy, intensity, make_forecaster(cfg.forecaster), self.clock,
-                          cfg.decision_interval_s, cfg.pue)
+                          cfg.decision_interval_s, cfg.pue, cfg.max_slowdown)
         return intensity, decider
+
+    def accountant(self, collective, meter, intensity, warner: OnceWarner, setup) -> Accountant:
+        """This rank's :class:`Accountant`, with the whole-node cost model of the arguments.
+
+        A simulated run states its scope in its report and result instead of warning that it is the GPUs
+        alone (the simulated server has no CPUs to measure).
+        """
+        cfg = self.config
+        cost = CostModel(cfg.pue, cfg.host_power_w, cfg.embodied_g_per_gpu_hour)
+        controller = setup.controller  # a startup.GpuSetup
+        local_gpus = len(controller.gpu_indices) if controller is not None else 0
+        return Accountant(self.clock, collective, meter, intensity, cost, local_gpus,
+                          warner if cfg.simulation is None else None)
 
     def gpus(self, warner: OnceWarner):
         """The Zeus ``GPUs`` to manage: simulated, given, or found through Zeus (``None``: none)."""
@@ -96,5 +111,5 @@ def compose(config: ChaseConfig) -> Parts:
     """The objects for ``config`` (cheap: no hardware, no network)."""
     sim = config.simulation
     clock = sim.clock if sim is not None else SystemClock()
-    step_hook = sim.step if sim is not None else None
+    step_hook = (lambda gpu_indices: sim.step(gpu_indices)) if sim is not None else None  # looked up each step
     return Parts(config, make_policy(config.policy, config), clock, step_hook)

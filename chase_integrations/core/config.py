@@ -22,16 +22,23 @@ def _number(
     hi: float | None = None,
     lo_open: bool = False,
     allow_none: bool = False,
+    hint: str | None = None,
 ) -> float | None:
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigurationError.invalid(name, value, allowed)
+        raise ConfigurationError.invalid(name, value, allowed, hint=hint)
     if lo is not None and (value <= lo if lo_open else value < lo):
-        raise ConfigurationError.invalid(name, value, allowed)
+        raise ConfigurationError.invalid(name, value, allowed, hint=hint)
     if hi is not None and value > hi:
-        raise ConfigurationError.invalid(name, value, allowed)
+        raise ConfigurationError.invalid(name, value, allowed, hint=hint)
     return float(value)
+
+
+def check_max_slowdown(value: Any) -> float:
+    """``max_slowdown`` as a fraction in [0, 1], else a :class:`ConfigurationError` with the hint "0.05 = 5 %"."""
+    return _number("max_slowdown", value, "a fraction in [0, 1]", 0, 1,
+                   hint="0.05 = 5 % slower (a fraction, not a percentage)")
 
 
 def _int(name: str, value: Any, allowed: str, lo: int) -> int:
@@ -57,10 +64,12 @@ class ChaseConfig:
     gpus: Any = None
     simulation: Any = None
     pue: float = 1.0
+    host_power_w: float | None = None
+    embodied_g_per_gpu_hour: float = 0.0
     report_path: str | None = None
     strict: bool = False
     profile_warmup_steps: int = 3
-    profile_measure_steps: int = 10
+    profile_measure_steps: int = 1
     profile_min_window_s: float = 2.0
     fallback_intensity_g_per_kwh: float | None = None
     max_reading_age_s: float = 3 * 3600.0
@@ -77,9 +86,7 @@ class ChaseConfig:
             )
         if not (self.policy in policy_names() if isinstance(self.policy, str) else isinstance(self.policy, Policy)):
             raise ConfigurationError.invalid("policy", self.policy, f"one of {list(policy_names())} or a Policy object")
-        self.max_slowdown = _number(
-            "max_slowdown", self.max_slowdown, "a fraction in [0, 10] (0.05 = 5 % slower)", 0, 10
-        )
+        self.max_slowdown = check_max_slowdown(self.max_slowdown)
         self.eta = _number("eta", self.eta, "a number in [0, 1]", 0, 1)
         self.max_intensity_g_per_kwh = _number(
             "max_intensity_g_per_kwh",
@@ -136,6 +143,13 @@ class ChaseConfig:
             if not isinstance(self.gpus, GPUs):
                 raise ConfigurationError.invalid("gpus", self.gpus, "None or a zeus.device.gpu.GPUs object")
         self.pue = _number("pue", self.pue, "a power usage effectiveness >= 1.0", 1.0)
+        self.host_power_w = _number(
+            "host_power_w", self.host_power_w, "None or W per GPU >= 0 for the rest of the server", 0,
+            allow_none=True,
+        )
+        self.embodied_g_per_gpu_hour = _number(
+            "embodied_g_per_gpu_hour", self.embodied_g_per_gpu_hour, "gCO2eq per GPU-hour >= 0", 0
+        )
         if not isinstance(self.strict, bool):
             raise ConfigurationError.invalid("strict", self.strict, "True or False")
         if not isinstance(self.watchdog, bool):
@@ -169,6 +183,8 @@ class ChaseConfig:
             "power_limits_w": self.power_limits_w,
             "profile_path": self.profile_path,
             "pue": self.pue,
+            "host_power_w": self.host_power_w,
+            "embodied_g_per_gpu_hour": self.embodied_g_per_gpu_hour,
             "report_path": self.report_path,
             "strict": self.strict,
             "watchdog": self.watchdog,

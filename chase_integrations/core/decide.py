@@ -12,13 +12,15 @@ import logging
 import math
 from datetime import datetime, timedelta
 
-from chase_integrations.core.budget import seconds_to_next_hour
+from chase_integrations.core.budget import remaining_time_budget_s, seconds_to_next_hour
 from chase_integrations.core.decision import Choice, Decision, DecisionInputs, Outlook
+from chase_integrations.core.degraded import NO_INTENSITY, NO_INTENSITY_NO_PROFILE
 from chase_integrations.core.footprint import FootprintPrediction, predict_footprint
 from chase_integrations.core.intensity import IntensitySource, step_mean
 from chase_integrations.core.interfaces import Forecaster
 from chase_integrations.core.policies.base import Policy
-from chase_integrations.core.policies.standard import MAX_OUTLOOK_H
+from chase_integrations.core.policies.rules import least_energy_limit
+from chase_integrations.core.policies.standard import MAX_OUTLOOK_H, ROLLING_HORIZON_H
 from chase_integrations.core.reading import IntensityReading, checked_g_per_kwh
 from chase_integrations.errors import ConfigurationError
 
@@ -41,11 +43,13 @@ class Decider:
         clock: The session's clock.
         decision_interval_s: Decide every N seconds (``None``: at epoch ends only).
         pue: Data-centre PUE (for the footprint prediction).
+        max_slowdown: The run's slowdown budget, which bounds the fallback when intensity is unknown.
     """
 
     def __init__(self, policy: Policy, intensity: IntensitySource, forecaster: Forecaster, clock,
-                 decision_interval_s: float | None, pue: float) -> None:
+                 decision_interval_s: float | None, pue: float, max_slowdown: float = 0.05) -> None:
         self.policy = policy
+        self.max_slowdown = max_slowdown
         self.intensity = intensity
         self.forecaster = forecaster
         self.clock = clock
@@ -62,7 +66,11 @@ class Decider:
         hours = policy.outlook_hours(inputs, base_hours)
         outlook = self.outlook(hours, latest, inputs.now, inputs.interval_s) if hours > 0 else Outlook()
         usable = inputs.usable_profile is not None
-        if (policy.needs_profile and not usable) or (policy.needs_forecast and outlook.interval_mean_g_per_kwh is None):
+        blind = policy.needs_forecast and outlook.interval_mean_g_per_kwh is None
+        degraded = None
+        if blind and policy.changes_limits:  # never keep a limit chosen for a reason that no longer holds
+            choice, degraded = self._without_intensity(inputs)
+        elif policy.needs_profile and not usable:
             choice = Choice(inputs.current_limit_w if policy.changes_limits else None)
         else:
             choice = policy.choose(inputs, outlook)
@@ -82,7 +90,27 @@ class Decider:
             forecast_g_per_kwh=forecast if forecast is not None else outlook.interval_mean_g_per_kwh,
             steps_until_next=steps_until_next,
             prediction=prediction,
+            degraded=degraded,
         )
+
+    def _without_intensity(self, inputs: DecisionInputs) -> tuple[Choice, str]:
+        """No usable intensity: the least-energy limit within the remaining budget, else the original limit.
+
+        Less energy is less carbon at any intensity; the time allowance per remaining step keeps the run
+        within ``max_slowdown`` (over a rolling 24 h when the job's length is unknown).
+        """
+        profile = inputs.usable_profile
+        if profile is None:
+            original = inputs.original_limit_w if inputs.original_limit_w is not None else inputs.current_limit_w
+            return Choice(original), NO_INTENSITY_NO_PROFILE
+        t_default = profile.time_per_step_s(profile.default_limit_w)
+        remaining = inputs.remaining_steps
+        if not remaining:
+            remaining = max(1, int(ROLLING_HORIZON_H * 3600 / t_default))
+        ledger = inputs.ledger
+        budget_s = remaining_time_budget_s(self.max_slowdown, ledger.baseline_time_s, ledger.time_s, remaining,
+                                           t_default)
+        return Choice(least_energy_limit(profile, budget_s / remaining)), NO_INTENSITY
 
     def _predict(self, inputs: DecisionInputs, outlook: Outlook, choice: Choice) -> FootprintPrediction | None:
         """Footprint prediction for the whole job (see :mod:`chase_integrations.core.footprint`)."""
@@ -120,7 +148,7 @@ class Decider:
         else the range of the last 24 h of readings.
         """
         self._feed_forecaster(latest)
-        current = latest.g_per_kwh if latest is not None else self.intensity.last_known
+        current = latest.g_per_kwh if latest is not None else self.intensity.recent_value(now)
         own = self.intensity.provider_forecast(hours)
         if own and hasattr(self.forecaster, "set_external_forecast"):
             self.forecaster.set_external_forecast(own)  # blended by the forecaster itself
@@ -142,10 +170,8 @@ class Decider:
             now_hour = self.clock.now().replace(minute=0, second=0, microsecond=0)
             by_hour = {r.time.replace(minute=0, second=0, microsecond=0): r.g_per_kwh for r in own}
             predicted = [by_hour.get(now_hour + timedelta(hours=h + 1), p) for h, p in enumerate(predicted)]
-        if current is None:
-            current = predicted[0] if predicted else None
         recent = self.intensity.known_values(_RECENT_H)
-        if current is None:
+        if current is None:  # no reading for max_reading_age_s: the forecast is as stale as its inputs
             return Outlook(recent_g_per_kwh=recent)
         values = _pad([current, *predicted], hours)
         if len(lower) == len(predicted) and predicted:

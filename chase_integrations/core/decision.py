@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from chase_integrations.core.cost import CostModel, measured_host_power_w
 from chase_integrations.core.footprint import FootprintPrediction
 from chase_integrations.core.ledger import Ledger
 from chase_integrations.core.profile import PowerProfile
@@ -33,6 +34,12 @@ class DecisionInputs:
         interval_s: Seconds until the next decision is expected.
         est_step_s: Estimated seconds per step at the current limit (``None``: unknown).
         default_limit_w: The job's default (highest) limit, W.
+        original_limit_w: The limit the GPUs had before the run, W.
+        gpu_usable_profile: ``usable_profile`` for the GPUs alone (``None``: the same as ``usable_profile``).
+            ``usable_profile`` is the whole node's cost per step (:mod:`chase_integrations.core.cost`):
+            what every policy decides with, except the chase policy's GPU-only rule.
+        min_mu: Floor under the budget's price of time (the embodied emissions, see
+            :attr:`~chase_integrations.core.cost.CostModel.min_mu`), gCO2eq/kWh·J per s.
     """
 
     now: datetime
@@ -44,6 +51,9 @@ class DecisionInputs:
     interval_s: float
     est_step_s: float | None
     default_limit_w: int | None = None
+    original_limit_w: int | None = None
+    gpu_usable_profile: PowerProfile | None = None
+    min_mu: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -92,12 +102,14 @@ class Decision:
         forecast_g_per_kwh: The intensity the decision assumed for the coming interval.
         steps_until_next: Steps until the next decision (``None``: at the next epoch end).
         prediction: The whole job's predicted footprint, when the job's length is known.
+        degraded: Why the decision is a fallback (see :mod:`~chase_integrations.core.degraded`), else ``None``.
     """
 
     limit_w: int | None
     forecast_g_per_kwh: float | None = None
     steps_until_next: int | None = None
     prediction: FootprintPrediction | None = None
+    degraded: str | None = None
 
 
 class UsableProfiles:
@@ -117,8 +129,13 @@ class UsableProfiles:
 
 def decision_inputs(now: datetime, profile: PowerProfile | None, candidates_w: list[int], current_limit_w: int | None,
                     default_limit_w: int | None, ledger: Ledger, total_steps: int | None, steps_done: int,
-                    decision_interval_s: float | None, usable: UsableProfiles) -> DecisionInputs:
+                    decision_interval_s: float | None, usable: UsableProfiles,
+                    original_limit_w: int | None = None, cost: CostModel | None = None) -> DecisionInputs:
     """What rank 0 knows now, from the session's state.
+
+    With a ``cost`` model, ``usable_profile`` is the whole node's per-step energy (the GPUs', the CPU and
+    DRAM power measured at each limit while profiling, and ``host_power_w``), ``gpu_usable_profile`` the
+    GPUs' alone.
 
     The interval until the next decision is ``decision_interval_s``, else the last training interval's
     length (an epoch), else an hour. The step time is the profile's at the current limit, else the mean
@@ -137,5 +154,10 @@ def decision_inputs(now: datetime, profile: PowerProfile | None, candidates_w: l
         recent = [i for i in ledger.intervals[-3:] if i.steps > 0]
         if recent:
             step_s = sum(i.duration_s for i in recent) / sum(i.steps for i in recent)
-    return DecisionInputs(now, profile, restricted, current_limit_w, ledger, remaining, interval_s, step_s,
-                          default_limit_w)
+    node, min_mu = restricted, 0.0
+    if cost is not None:
+        min_mu = cost.min_mu
+        if restricted is not None:
+            node = cost.node_profile(restricted, measured_host_power_w(ledger))
+    return DecisionInputs(now, profile, node, current_limit_w, ledger, remaining, interval_s, step_s,
+                          default_limit_w, original_limit_w, restricted, min_mu)

@@ -248,6 +248,18 @@ class IntensitySource:
         first = bisect.bisect_left(times, self._now() - timedelta(hours=hours))
         return [self.readings[t].g_per_kwh for t in times[first:]]
 
+    def recent_value(self, now: datetime) -> float | None:
+        """The last known intensity while the newest reading is at most ``max_reading_age_s`` old, else ``None``.
+
+        After that the value says nothing about the grid now: decisions fall back to saving energy.
+        """
+        times = self._sorted_times()
+        if self.last_known is None or not times:
+            return None
+        if (now - times[-1]).total_seconds() > self.max_reading_age_s:
+            return None
+        return self.last_known
+
     def sorted_readings(self) -> list[IntensityReading]:
         """All remembered readings, oldest first."""
         return [self.readings[t] for t in self._sorted_times()]

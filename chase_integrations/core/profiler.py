@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from chase_integrations._warnings import OnceWarner
 from chase_integrations.core.collective import Collective
 from chase_integrations.core.interfaces import EnergyMeter
+from chase_integrations.core.ledger import Ledger
 from chase_integrations.core.profile import PowerProfile
 from chase_integrations.core.profiling import ProfilingPlan
+from chase_integrations.core.profiling_cost import rebaseline
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,28 @@ class StopPowerControl:
 Action = SwitchLimit | MarkProfiling | BeginWindow | ProfileDone | StopPowerControl
 
 
+@dataclass(frozen=True)
+class Rules:
+    """What bounds one run's profiling (from the configuration and the job).
+
+    Attributes:
+        min_window_s: Shortest trusted measurement window, s (``profile_min_window_s``); a warm-up lasts at
+            most half of it.
+        max_slowdown: The budget policy's ``max_slowdown`` (``None``: another policy, no floor).
+        job_steps: The job's length in optimizer steps, when known.
+    """
+
+    min_window_s: float = 0.0
+    max_slowdown: float | None = None
+    job_steps: int | None = None
+
+    @classmethod
+    def of(cls, config, policy, total_steps: int | None) -> Rules:
+        """The rules for ``config``'s run of ``policy`` over ``total_steps`` steps."""
+        budget = getattr(policy, "max_slowdown", None)
+        return cls(float(config.profile_min_window_s), float(budget) if budget is not None else None, total_steps)
+
+
 class Profiler:
     """Drives one run's profiling.
 
@@ -80,22 +104,29 @@ class Profiler:
         collective: Cross-rank operations.
         meter: This rank's energy meter (``None``: it owns no GPU).
         gpus_metered: GPUs this rank meters (for the stalled-counter check).
-        min_window_s: Shortest trusted measurement window, s (``profile_min_window_s``).
         warner: The session's once-per-run warnings.
         notes: The session's report notes (appended to).
+        rules: Window length, budget floor and job length (:class:`Rules`).
+        ledger: The run's ledger: once the profile is known, its profiling intervals get their baseline
+            (until then the limit's slowdown is unknown), so profiling counts against the budget.
     """
 
     def __init__(self, plan: ProfilingPlan, clock, collective: Collective, meter: EnergyMeter | None,
-                 gpus_metered: int, min_window_s: float, warner: OnceWarner, notes: list[str]) -> None:
+                 gpus_metered: int, warner: OnceWarner, notes: list[str], rules: Rules = Rules(),
+                 ledger: Ledger | None = None) -> None:
         self.plan = plan
         self.clock = clock
         self.collective = collective
         self.meter = meter
         self.gpus_metered = gpus_metered
-        self.min_window_s = min_window_s
+        self.min_window_s = rules.min_window_s
         self.warner = warner
         self.notes = notes
+        self.ledger = ledger
+        plan.min_window_s, plan.warmup_s = rules.min_window_s, rules.min_window_s / 2
+        plan.max_slowdown, plan.job_steps = rules.max_slowdown, rules.job_steps
         self._t0_s = 0.0
+        self._warm_t0_s = clock.monotonic()
 
     @property
     def done(self) -> bool:
@@ -112,13 +143,21 @@ class Profiler:
     def on_step(self, current_limit_w: int | None) -> list[Action]:
         """One optimizer step while profiling."""
         plan = self.plan
-        event = plan.on_step()
+        warmup_s = None
+        if not plan.done and plan.phase == "warmup":  # every rank is in the warm-up at the same step
+            warmup_s = self.collective.sum_max(0.0, self.clock.monotonic() - self._warm_t0_s)[1]
+        event = plan.on_step(warmup_s)
         if event == "begin_measure":
+            self.begin_window()
+        elif event == "split":
+            energy_sum, time_max = self._end_window()
+            plan.split(time_max, energy_sum)
             self.begin_window()
         elif event == "end_measure":
             energy_sum, time_max = self._end_window()
+            plan.observe_noise(time_max, energy_sum)
             window_s = plan.partial_time_s + time_max
-            if not plan.extended and window_s < self.min_window_s:
+            if not plan.extended and window_s < self.min_window_s * (1 - 1e-9):
                 steps = plan.partial_steps + plan.steps_in_phase
                 extra = min(100_000, math.ceil(steps * (self.min_window_s / max(window_s, 1e-6) - 1.0)))
                 plan.extend(time_max, energy_sum, extra)
@@ -153,7 +192,8 @@ class Profiler:
         if limit is None:
             return []
         actions: list[Action] = [SwitchLimit(limit) if limit != current_limit_w else MarkProfiling()]
-        if self.plan.start_event() == "begin_measure":
+        self._warm_t0_s = self.clock.monotonic()
+        if self.plan.start_limit() == "begin_measure":
             actions.append(BeginWindow())
         return actions
 
@@ -169,9 +209,11 @@ class Profiler:
         if self.collective.rank == 0:
             logger.info("Profiled %d power limits: %r", len(profile), profile)
         if plan.skipped_w:
-            logger.info(
-                "Skipped limits %s W: dominated (slower and more energy per step than a higher limit).", plan.skipped_w
-            )
+            why = ("slower than the slowdown budget could use for one hour" if plan.stopped_by == "budget" else
+                   "a higher limit was faster and took less energy per step, beyond the measured noise")
+            logger.info("Skipped limits %s W: %s.", plan.skipped_w, why)
+        if self.ledger is not None and len(profile):
+            rebaseline(self.ledger, profile)
         return [ProfileDone(profile, tuple(plan.skipped_w) + tuple(plan.unmeasured_w))]
 
     def _counter_stalled(self, energy_j: float, time_s: float) -> bool:

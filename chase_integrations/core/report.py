@@ -6,8 +6,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chase_integrations.core.cost import scope_of
 from chase_integrations.core.ledger import Ledger
 from chase_integrations.core.profile import PowerProfile
+from chase_integrations.core.profiling_cost import profiling_cost
 
 REPORT_VERSION = 1
 _INTERVAL_KEYS = ("start", "end", "power_limit_w", "intensity_g_per_kwh", "forecast_g_per_kwh", "energy_j", "carbon_g")
@@ -34,6 +36,7 @@ class RunFacts:
         warnings: The keys of the warnings given.
         prediction: The last footprint prediction (``FootprintPrediction.to_dict()``).
         extra: Fields added by other parts (e.g. the watchdog), merged into the report as they are.
+        degraded: Every fallback that changed what the run did: ``{"what", "since", "until", "intervals"}``.
     """
 
     policy: str
@@ -52,6 +55,7 @@ class RunFacts:
     warnings: list[str] = field(default_factory=list)
     prediction: dict | None = None
     extra: dict = field(default_factory=dict)
+    degraded: list[dict] = field(default_factory=list)
 
 
 def build_report(facts: RunFacts, ledger: Ledger) -> dict:
@@ -70,6 +74,9 @@ def build_report(facts: RunFacts, ledger: Ledger) -> dict:
             baseline_energy_j=iv.baseline_energy_j,
             cpu_energy_j=iv.cpu_energy_j,
             dram_energy_j=iv.dram_energy_j,
+            gpu_energy_j=iv.gpu_energy_j,
+            gpu_carbon_g=iv.gpu_carbon_g,
+            host_energy_j=iv.host_energy_j,
         )
         intervals.append(row)
     used = sorted({iv.power_limit_w for iv in ledger.intervals})
@@ -100,17 +107,40 @@ def build_report(facts: RunFacts, ledger: Ledger) -> dict:
         "warnings": sorted(facts.warnings),
         "package_version": __version__,
         "report_version": REPORT_VERSION,
-        "gpu_energy_j": ledger.energy_j,
-        "cpu_energy_j": ledger.cpu_energy_j if ledger.cpu_energy_j is not None else "not measured",
-        "dram_energy_j": ledger.dram_energy_j if ledger.dram_energy_j is not None else "not measured",
-        "total_energy_j": ledger.energy_j + (ledger.cpu_energy_j or 0.0) + (ledger.dram_energy_j or 0.0),
-        "total_carbon_g": ledger.carbon_g + ledger.cpu_dram_carbon_g,
+        **node_fields(facts.config.get("host_power_w"), ledger),
         "predicted_total_carbon_g": facts.prediction["total_carbon_g"] if facts.prediction else None,
         "prediction": facts.prediction,
+        "degraded": list(facts.degraded),
+        "profiling": profiling_cost(ledger, facts.config.get("max_slowdown") if facts.policy == "budget" else None),
     }
     report.update(facts.extra)
     report["intervals"] = intervals
     return report
+
+
+def node_fields(host_power_w: float | None, ledger: Ledger) -> dict:
+    """The report's scope and its GPU-only, host and embodied parts (see :mod:`chase_integrations.core.cost`).
+
+    ``carbon_g``/``carbon_saved_g``/``energy_j`` cover ``scope``; ``gpu_*`` the GPUs alone;
+    ``total_carbon_g`` adds the embodied emissions; ``total_carbon_saved_g`` the embodied difference.
+    """
+    cpu, dram = ledger.cpu_energy_j, ledger.dram_energy_j
+    embodied, baseline_embodied = ledger.embodied_carbon_g, ledger.baseline_embodied_carbon_g
+    return {
+        "scope": scope_of(host_power_w, cpu is not None or dram is not None),
+        "host_power_w": host_power_w,
+        "gpu_energy_j": ledger.gpu_energy_j,
+        "gpu_carbon_g": ledger.gpu_carbon_g,
+        "gpu_carbon_saved_g": ledger.gpu_carbon_saved_g,
+        "cpu_energy_j": cpu if cpu is not None else "not measured",
+        "dram_energy_j": dram if dram is not None else "not measured",
+        "host_energy_j": ledger.host_energy_j,
+        "embodied_carbon_g": embodied,
+        "baseline_embodied_carbon_g": baseline_embodied,
+        "total_energy_j": ledger.energy_j,
+        "total_carbon_g": ledger.carbon_g + embodied,
+        "total_carbon_saved_g": ledger.carbon_saved_g + baseline_embodied - embodied,
+    }
 
 
 def write_report(report: dict, path: str | Path) -> None:

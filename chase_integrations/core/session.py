@@ -1,11 +1,9 @@
 """The framework-free engine: train start → profile → decide → account → train end.
 
-Adapters (Lightning, Hugging Face, :class:`~chase_integrations.Chase`) translate their hooks into
-:class:`ChaseSession` calls and log the metrics it returns; they hold no arithmetic. Every rank runs a
-session; rank 0 alone talks to the provider and the forecaster, and its
-:class:`~chase_integrations.core.decision.Decision` reaches the other ranks through the adapter's
-:class:`~chase_integrations.core.collective.Collective`. Decisions happen at step numbers all ranks agree
-on (each decision carries the steps until the next one), so collectives line up.
+Adapters (Lightning, Hugging Face, :class:`~chase_integrations.Chase`) turn their hooks into
+:class:`ChaseSession` calls and log the metrics it returns. Every rank runs a session; rank 0 alone
+talks to the provider and the forecaster, and its :class:`~chase_integrations.core.decision.Decision`
+reaches the other ranks through the adapter's collective, at a step number all ranks agree on.
 
 The session keeps the lifecycle and the decision step; beside it live train-start setup
 (:mod:`.startup`), the profiling driver (:mod:`.profiler`), interval accounting (:mod:`.accounting`),
@@ -18,17 +16,19 @@ import logging
 from datetime import datetime
 
 from chase_integrations._warnings import OnceWarner
+from chase_integrations.core import degraded
 from chase_integrations.core import profiler as actions
-from chase_integrations.core.accounting import PREDICTED_TOTAL_CARBON_G, Accountant
+from chase_integrations.core.accounting import PREDICTED_TOTAL_CARBON_G, Accountant, counter_notes
 from chase_integrations.core.checkpoint import STATE_VERSION, CheckpointState, check_state, read_state
 from chase_integrations.core.collective import Collective, LocalCollective
 from chase_integrations.core.compose import compose
 from chase_integrations.core.config import ChaseConfig
 from chase_integrations.core.decision import Decision, DecisionInputs, UsableProfiles, decision_inputs
+from chase_integrations.core.degraded import Degradations
 from chase_integrations.core.footprint import describe_prediction, format_value
 from chase_integrations.core.ledger import Ledger
 from chase_integrations.core.profile import PowerProfile
-from chase_integrations.core.profile_store import load_saved_profile, save_profile, share_from_rank0
+from chase_integrations.core.profile_store import load_saved_profile, profile_location, save_profile, share_from_rank0
 from chase_integrations.core.profiling import ProfilingPlan
 from chase_integrations.core.report import RunFacts, build_report, write_report
 from chase_integrations.core.startup import RunContext, start_gpus
@@ -77,6 +77,7 @@ class ChaseSession:
         self._outbox: dict[str, float] | None = None
         self._usable = UsableProfiles()
         self.notes: list[str] = []
+        self.degradations = Degradations()
         self.prediction: dict | None = None
         #: Unexpected exceptions inside chase-integrations absorbed so far (see :meth:`absorb_internal_error`).
         self.internal_errors = 0
@@ -99,15 +100,19 @@ class ChaseSession:
         cfg = self.config
         if self.rank == 0:
             self.intensity, self.decider = self.parts.decider(self.warner)
-        setup, job_mode = start_gpus(self.parts, ctx, self.warner, self.notes)
+        probe = self.intensity.latest if self.intensity is not None else None  # strict: a dead provider raises now
+        setup, job_mode = start_gpus(self.parts, ctx, self.warner, self.notes, probe)
         self.controller, self.meter, self.mode = setup.controller, setup.meter, setup.mode
         self.original_limits_w, self.default_limit_w = setup.original_limits_w, setup.default_limit_w
         self.candidates_w = setup.candidates_w
-        self.accountant = Accountant(self.clock, self._collective, self.meter, self.intensity, cfg.pue)
+        if self.mode == "advisory":  # no permission: measuring, logging, changing nothing
+            self.degradations.begin(degraded.NO_PERMISSION, self.clock.now().isoformat())
+        self.accountant = self.parts.accountant(self._collective, self.meter, self.intensity, self.warner, setup)
         self._restore_from_state()
         if job_mode == "disabled":
             self.accountant.open_interval(self.clock.now(), self.current_limit_w, None)
             return
+        self._profile_at = profile_location(cfg.profile_path, self.controller, ctx.collective.world_size, ctx.workload)
         self._share_rank0_profile()
         hi = self.default_limit_w
         if self.controller is not None:
@@ -121,10 +126,7 @@ class ChaseSession:
             self._next_decision_step = self.steps + _PROBE_STEPS
 
     def step_end(self) -> dict[str, float] | None:
-        """One optimizer step finished. Cheap unless a decision or profiling event is due.
-
-        Returns the metrics to log when an interval closed during the step, else ``None``.
-        """
+        """One optimizer step finished: the metrics to log when an interval closed during it, else ``None``."""
         if not self.started or self.ended:
             return None
         self.steps += 1
@@ -156,18 +158,12 @@ class ChaseSession:
         self.ended = True
         self.status = status
         try:
-            if self.started and self.accountant is not None and self.accountant.open is not None and not self.broken:
-                now = self.clock.now()
-                if status == "finished":
-                    self._emit(self.accountant.close(now, self.ledger, self.profile, self.default_limit_w)[0])
-                else:
-                    self._emit(self.accountant.close_local(now, self.ledger, self.profile, self.default_limit_w))
+            if self.started and self.accountant is not None and not self.broken:  # an abort never blocks on ranks
+                self._emit(self.accountant.close_last(self.clock.now(), self.ledger, self.profile,
+                                                      self.default_limit_w, collective=status == "finished"))
         finally:
             self.restore()
-        anomalies = self.meter.anomalies if self.meter is not None else []
-        if anomalies:
-            self.notes.append(f"GPU energy counter went backwards in {len(anomalies)} window(s), counted as 0 J "
-                              f"(first: {anomalies[0]}).")
+        self.notes.extend(counter_notes(self.meter))
         report = self.report()
         if self.config.report_path and self.rank == 0:
             write_report(report, self.config.report_path)
@@ -197,6 +193,7 @@ class ChaseSession:
         )
         self.broken = True
         self.mode = "disabled"
+        self.degradations.begin(degraded.INTERNAL_ERROR, self.clock.now().isoformat())
         self.restore()
         if where == "end":  # the failure was in end() itself: still leave a report
             self.ended = True
@@ -239,8 +236,8 @@ class ChaseSession:
         cfg = self.config
         self.plan = ProfilingPlan.resumed(self.plan, limits_w, cfg.profile_warmup_steps, cfg.profile_measure_steps)
         gpus = len(self.controller.gpu_indices) if self.controller is not None else 0
-        self.profiler = actions.Profiler(self.plan, self.clock, self._collective, self.meter, gpus,
-                                         cfg.profile_min_window_s, self.warner, self.notes)
+        self.profiler = actions.Profiler(self.plan, self.clock, self._collective, self.meter, gpus, self.warner,
+                                         self.notes, actions.Rules.of(cfg, self.policy, self.total_steps), self.ledger)
         self._carry_out(self.profiler.start(self.current_limit_w))
 
     def _carry_out(self, todo: list[actions.Action]) -> None:
@@ -258,6 +255,7 @@ class ChaseSession:
             elif isinstance(action, actions.StopPowerControl):
                 self.restore()
                 self.mode = "monitor"
+                self.degradations.begin(degraded.COUNTER_STALLED, self.clock.now().isoformat())
                 self.candidates_w = []
                 original_w = next(iter(self.original_limits_w.values()), self.default_limit_w)
                 self._switch_limit(original_w, forecast=None, phase="train")  # the intervals from here run at it
@@ -267,8 +265,8 @@ class ChaseSession:
         self.profile = done.profile
         if done.dropped_w:
             self.candidates_w = [w for w in self.candidates_w if w in self.profile]
-        if self.config.profile_path and self.rank == 0:
-            save_profile(self.profile, self.config.profile_path, self.controller, self.warner)
+        if self._profile_at is not None and self.rank == 0:
+            save_profile(self.profile, self._profile_at, self.controller, self.warner)
         self._decide(reason="profiled")
 
     def _share_rank0_profile(self) -> None:
@@ -277,7 +275,7 @@ class ChaseSession:
 
         def load():
             if self.profile is None:
-                saved = load_saved_profile(cfg.profile_path, self.policy, self.candidates_w, self.default_limit_w,
+                saved = load_saved_profile(self._profile_at, self.policy, self.candidates_w, self.default_limit_w,
                                            cfg.power_limits_w is not None, self.warner)
                 if saved is not None:
                     self.profile = saved
@@ -299,6 +297,8 @@ class ChaseSession:
         if self.rank == 0:
             decision = self.decider.decide(self._inputs(now), measured.latest if measured is not None else None)
         decision = self._collective.broadcast(decision)
+        if self.rank == 0:
+            self.degradations.follow(decision.degraded, now.isoformat(), self.warner.warn)
         if decision.prediction is not None:
             self.prediction = decision.prediction.to_dict()
             if self._outbox is not None:
@@ -315,8 +315,10 @@ class ChaseSession:
 
     def _inputs(self, now: datetime) -> DecisionInputs:
         """What rank 0 knows now."""
+        original = next(iter(self.original_limits_w.values()), self.default_limit_w)
         return decision_inputs(now, self.profile, self.candidates_w, self.current_limit_w, self.default_limit_w,
-                               self.ledger, self.total_steps, self.steps, self.config.decision_interval_s, self._usable)
+                               self.ledger, self.total_steps, self.steps, self.config.decision_interval_s, self._usable,
+                               original, self.accountant.cost)
 
     def _switch_limit(self, limit_w: int, forecast: float | None, phase: str, now: datetime | None = None,
                       close: bool = True) -> None:
@@ -336,6 +338,7 @@ class ChaseSession:
             if self.config.strict:
                 raise
             self.mode = "advisory"
+            self.degradations.begin(degraded.SET_FAILED, self.clock.now().isoformat())
             self.warner.warn(
                 "set-failed",
                 f"Setting the GPU power limit failed mid-run ({e}); continuing in advisory mode (measuring and "
@@ -392,5 +395,6 @@ class ChaseSession:
             list(self.original_limits_w.values()), self.default_limit_w, self.mode, self.status, self.profile,
             self.notes, self.internal_errors, sorted(self.warner.keys), self.prediction,
             {"watchdog": status() if callable(status) else status} if status is not None else {},
+            self.degradations.to_list([iv.start for iv in self.ledger.intervals]),
         )
         return build_report(facts, self.ledger)

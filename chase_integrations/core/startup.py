@@ -32,12 +32,15 @@ class RunContext:
         collective: Cross-rank operations (``LocalCollective`` for one process).
         total_steps: Optimizer steps of the whole job when known (``max_steps``/``max_epochs``).
         local_rank: This process's rank on its node.
+        workload: What the adapter knows of the workload (JSON values: parameter count, batch size, ...);
+            a saved profile is reused only for the same fingerprint. ``None``: unknown.
     """
 
     gpu_indices: list[int]
     collective: Collective
     total_steps: int | None = None
     local_rank: int = 0
+    workload: dict | None = None
 
 
 def known_total_steps(estimate: float | None) -> int | None:
@@ -199,10 +202,11 @@ def agree_at_start(collective: Collective, setup: GpuSetup, error: Exception | N
     return MODES[int(top)]
 
 
-def start_gpus(parts, ctx: RunContext, warner: OnceWarner, notes: list[str]) -> tuple[GpuSetup, str]:
+def start_gpus(parts, ctx: RunContext, warner: OnceWarner, notes: list[str], probe=None) -> tuple[GpuSetup, str]:
     """This rank's :func:`setup_gpus`, then :func:`agree_at_start`; returns the setup and the job's mode.
 
-    ``parts``: the run's :class:`~chase_integrations.core.compose.Parts`.
+    ``parts``: the run's :class:`~chase_integrations.core.compose.Parts`. ``probe``: rank 0's first provider
+    read; with ``strict=True`` a dead provider raises there, on every rank, before the first step.
     """
     cfg, c = parts.config, ctx.collective
     where = "" if c.world_size == 1 else f" on rank {c.rank} (GPU {ctx.gpu_indices})"
@@ -210,6 +214,8 @@ def start_gpus(parts, ctx: RunContext, warner: OnceWarner, notes: list[str]) -> 
     error: Exception | None = None
     setup = GpuSetup()
     try:  # a failure is raised by agree_at_start on every rank: a lone raise would hang the others
+        if probe is not None:
+            probe()
         gpus = parts.gpus(warner) if ctx.gpu_indices else None
         setup = setup_gpus(gpus, ctx.gpu_indices, parts.power(ctx.local_rank), parts.policy, cfg.power_limits_w,
                            cfg.strict, where, others, warner)

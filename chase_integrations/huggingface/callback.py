@@ -13,6 +13,7 @@ from chase_integrations.core.arguments import config_from, with_arguments
 from chase_integrations.core.collective import LocalCollective
 from chase_integrations.core.devices import resolve_gpu_indices
 from chase_integrations.core.guard import guarded
+from chase_integrations.core.profile_store import workload_fingerprint
 from chase_integrations.core.session import ChaseSession, RunContext
 from chase_integrations.core.startup import known_total_steps
 from chase_integrations.huggingface import _trainer
@@ -210,7 +211,10 @@ class ChaseTrainerCallback(TrainerCallback):
             and args.n_gpu > 1 else None,
         )
         collective = AccelerateCollective(args.process_index, world, device) if world > 1 else LocalCollective()
-        return RunContext(indices, collective, known_total_steps(state.max_steps), local_rank)
+        workload = workload_fingerprint(  # a saved profile is reused only for the same workload
+            getattr(self.trainer, "model", None), batch_size=args.per_device_train_batch_size,
+            gradient_accumulation_steps=args.gradient_accumulation_steps, fp16=args.fp16, bf16=args.bf16)
+        return RunContext(indices, collective, known_total_steps(state.max_steps), local_rank, workload)
 
     def _emit(self, control: TrainerControl, metrics: dict[str, float] | None) -> None:
         """Log through ``trainer.log`` (log_history and every integration), keeping the step's own logging."""

@@ -14,6 +14,7 @@ from chase_integrations.core.arguments import config_from, with_arguments
 from chase_integrations.core.collective import LocalCollective
 from chase_integrations.core.devices import resolve_gpu_indices
 from chase_integrations.core.guard import guarded
+from chase_integrations.core.profile_store import workload_fingerprint
 from chase_integrations.core.session import STATE_VERSION, ChaseSession, RunContext
 from chase_integrations.core.startup import known_total_steps
 from chase_integrations.lightning.collective import LightningCollective
@@ -131,7 +132,11 @@ class ChaseCallback(Callback):
             cuda_index=(device.index or 0) if device.type == "cuda" else None, gpus_given=self.config.gpus is not None,
         )
         collective = LightningCollective(trainer.strategy) if world > 1 else LocalCollective()
-        return RunContext(indices, collective, known_total_steps(trainer.estimated_stepping_batches), local_rank)
+        workload = workload_fingerprint(  # a saved profile is reused only for the same workload
+            trainer.lightning_module, batch_size=getattr(trainer.train_dataloader, "batch_size", None),
+            accumulate_grad_batches=trainer.accumulate_grad_batches, precision=str(trainer.precision))
+        return RunContext(indices, collective, known_total_steps(trainer.estimated_stepping_batches), local_rank,
+                          workload)
 
     def _emit(self, trainer: pl.Trainer, metrics: dict[str, float] | None) -> None:
         if not metrics:

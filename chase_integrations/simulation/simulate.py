@@ -8,8 +8,10 @@ metering (a real ``ZeusMonitor`` over the simulated GPU) and the ledger are the 
 
 Differences from a live run, all deliberate:
 
-* The profile is preloaded (the simulated GPU's own per-step profile, passed to the session's
-  constructor), so there is no profiling phase.
+* ``profile="live"`` (default) is a first run: the engine profiles the candidate limits on simulated
+  steps, as a live run does, and that time counts. ``profile="preloaded"`` is a repeat run: the simulated
+  GPU's own per-step profile is passed to the session's constructor, so there is no profiling phase. The
+  references (``default``, ``zeus``, ``oracle``) always know the profile.
 * A "step" is a slice of the profiled epoch ``step_s`` long (default 60 s at the default limit): the
   engine decides at step boundaries, so decisions land within one step of where a real run's would.
 * ``baseline_*`` is the same job run at the default limit from the same start (an exact closed form of
@@ -34,7 +36,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -43,12 +45,13 @@ from chase_integrations.carbon.formats import SIMULATION_ARGUMENTS
 from chase_integrations.carbon.reading import IntensityReading
 from chase_integrations.carbon.trace import _STALE_AFTER_S, TraceProvider
 from chase_integrations.core.collective import LocalCollective
-from chase_integrations.core.config import ChaseConfig
-from chase_integrations.core.ledger import carbon_g
+from chase_integrations.core.config import ChaseConfig, check_max_slowdown
+from chase_integrations.core.report import write_report
 from chase_integrations.core.session import ChaseSession, RunContext
 from chase_integrations.datasets import gpu_profile_path, trace_path
 from chase_integrations.errors import ConfigurationError
 from chase_integrations.forecast import Forecaster, make_forecaster
+from chase_integrations.simulation.baseline import exact_baseline, with_exact_baseline
 from chase_integrations.simulation.clock import parse_utc
 from chase_integrations.simulation.gpu_profile import EpochProfile, load_gpu_profile
 from chase_integrations.simulation.oracle import (
@@ -61,6 +64,8 @@ from chase_integrations.simulation.oracle import (
 from chase_integrations.simulation.simulation import Simulation
 
 SIMULATE_POLICIES = ("budget", "chase", "static", "default", "zeus", "oracle", "monitor")
+#: ``profile="live"``: a first run (the engine profiles); ``"preloaded"``: a repeat run (the profile is known).
+PROFILE_MODES = ("live", "preloaded")
 #: Length of one simulated step at the default limit, s (see the module docstring).
 DEFAULT_STEP_S = 60.0
 #: Forecaster the engine is given where the policy ignores forecasts (it is only logged there).
@@ -73,11 +78,11 @@ class SimulationResult:
 
     Attributes:
         policy: The policy simulated.
-        carbon_g / energy_j / time_s: The job's emissions (gCO2eq), GPU energy (J) and duration (s),
-            from the engine's ledger.
+        carbon_g / energy_j / time_s: The job's operational emissions (gCO2eq) and energy (J) of
+            ``scope``, and its duration (s), from the engine's ledger.
         baseline_carbon_g / baseline_energy_j / baseline_time_s: The same job at the default limit
-            from the same start.
-        carbon_reduction: ``1 - carbon_g / baseline_carbon_g``.
+            from the same start (exact: the whole job replayed at that limit), same scope.
+        carbon_reduction: ``1 - (carbon_g + embodied_carbon_g) / (baseline_carbon_g + baseline_embodied_carbon_g)``.
         time_increase: ``time_s / baseline_time_s - 1``.
         decisions: One ``{"time", "power_limit_w", "forecast_g_per_kwh"}`` per decision the engine made.
         estimated_baseline_carbon_g: The engine's own in-run estimate of the baseline (what the live
@@ -87,6 +92,13 @@ class SimulationResult:
         forecaster: The forecaster the decisions used (``None`` where the policy uses none).
         fallbacks: Intensity fallbacks the engine counted (non-zero when the trace has gaps).
         report: The engine's full run report (API.md format), when ``keep_report=True``.
+        scope: What ``carbon_g`` covers: ``"gpu"`` or ``"node"`` (``host_power_w`` given).
+        gpu_carbon_g / gpu_carbon_reduction: The GPUs alone, against the exact baseline's GPUs.
+        embodied_carbon_g / baseline_embodied_carbon_g: Embodied emissions of the run and of the baseline.
+        estimated_carbon_reduction: The engine's in-run estimate (what the run's report says), beside the
+            exact ``carbon_reduction``.
+        internal_errors / degraded: Internal errors absorbed and degraded stretches; with ``fallbacks``, a
+            result whose counts are not all zero is not a clean run of its policy.
     """
 
     policy: str
@@ -106,6 +118,14 @@ class SimulationResult:
     forecaster: str | None = None
     fallbacks: int = 0
     report: dict | None = None
+    scope: str = "gpu"
+    gpu_carbon_g: float = 0.0
+    gpu_carbon_reduction: float = 0.0
+    embodied_carbon_g: float = 0.0
+    baseline_embodied_carbon_g: float = 0.0
+    estimated_carbon_reduction: float = 0.0
+    internal_errors: int = 0
+    degraded: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict with every field (``report`` only when kept)."""
@@ -135,8 +155,11 @@ def simulate(
     trace_time_column: str | None = None,
     optimizer: str | None = None,
     pue: float = 1.0,
+    host_power_w: float | None = None,
+    embodied_g_per_gpu_hour: float = 0.0,
     steps_per_epoch: int | None = None,
     step_s: float = DEFAULT_STEP_S,
+    profile: str = "live",
     report_path: str | Path | None = None,
     keep_report: bool = False,
 ) -> SimulationResult:
@@ -164,8 +187,13 @@ def simulate(
         trace_value_column: Intensity column of ``trace`` (``None``: inferred).
         trace_time_column: Timestamp column of ``trace`` (``None``: inferred).
         pue: Data-centre PUE.
+        host_power_w: Unmeasured power of the rest of the server, W per GPU (``None``: GPU only); enters
+            the decisions, the ledger and the baseline (:mod:`chase_integrations.core.cost`).
+        embodied_g_per_gpu_hour: Embodied emissions per GPU-hour, gCO2eq (in ``carbon_reduction``).
         steps_per_epoch: Simulated steps per profiled epoch (``None``: so that a step is ``step_s``).
         step_s: Target length of one simulated step at the default limit, s.
+        profile: ``"live"``: a first run, profiling on simulated steps; ``"preloaded"``: a repeat run that
+            starts with the profile known.
         report_path: Also write the engine's run report (JSON) here.
         keep_report: Put the engine's run report in ``result.report``.
 
@@ -173,6 +201,9 @@ def simulate(
         ConfigurationError: A bad argument (named in the message).
     """
     policy = _check(policy, job_hours, step_s, max_slowdown)
+    if profile not in PROFILE_MODES:
+        raise ConfigurationError.invalid("profile", profile, f"one of {list(PROFILE_MODES)}")
+    live = profile == "live" and policy in ("budget", "chase", "static")
     epoch = _epoch_profile(gpu_profile, workload, batch_size, optimizer)
     hi = epoch.limits_w[-1]
     if steps_per_epoch is None:
@@ -219,10 +250,10 @@ def simulate(
         max_intensity_g_per_kwh=max_intensity_g_per_kwh, static_power_limit_w=limit,
         forecaster=engine_forecaster,
         decision_interval_s=decision_interval_s, power_limits_w=power_limits_w, simulation=sim, pue=pue,
-        report_path=str(report_path) if report_path is not None else None,
+        host_power_w=host_power_w, embodied_g_per_gpu_hour=embodied_g_per_gpu_hour,
     )
-    # preloaded: no profiling phase (the simulated GPU follows this profile)
-    session = ChaseSession(config, profile=profile)
+    # preloaded: no profiling phase (the simulated GPU follows this profile); live: the engine profiles
+    session = ChaseSession(config, profile=None if live else profile)
     session.start(RunContext(gpu_indices=[0], collective=LocalCollective(), total_steps=total_steps))
     try:
         _run(session, total_steps, steps_per_epoch)
@@ -232,9 +263,10 @@ def simulate(
             engine_forecaster.close()
 
     ledger = session.ledger
-    base_time = total_steps * t_default
-    base_energy = total_steps * profile.energy_per_step_j(hi)
-    base_carbon = carbon_g(base_energy, provider.mean_between(start_dt, start_dt + timedelta(seconds=base_time)), pue)
+    base = exact_baseline(profile, total_steps, session.accountant.cost, provider, start_dt)
+    report = with_exact_baseline(report, base, ledger)
+    if report_path is not None:
+        write_report(report, report_path)
     decisions = [
         {"time": iv.start, "power_limit_w": iv.power_limit_w, "forecast_g_per_kwh": iv.forecast_g_per_kwh}
         for iv in ledger.intervals if iv.phase == "train"
@@ -244,11 +276,11 @@ def simulate(
         carbon_g=ledger.carbon_g,
         energy_j=ledger.energy_j,
         time_s=ledger.time_s,
-        baseline_carbon_g=base_carbon,
-        baseline_energy_j=base_energy,
-        baseline_time_s=base_time,
-        carbon_reduction=1.0 - ledger.carbon_g / base_carbon if base_carbon > 0 else 0.0,
-        time_increase=ledger.time_s / base_time - 1.0,
+        baseline_carbon_g=base.carbon_g,
+        baseline_energy_j=base.energy_j,
+        baseline_time_s=base.time_s,
+        carbon_reduction=base.reduction(ledger),
+        time_increase=ledger.time_s / base.time_s - 1.0,
         decisions=decisions,
         estimated_baseline_carbon_g=ledger.baseline_carbon_g,
         power_limit_w=limit,
@@ -257,6 +289,14 @@ def simulate(
         forecaster=_name(used_forecaster),
         fallbacks=int(report.get("fallbacks", 0)),
         report=report if keep_report else None,
+        scope=report["scope"],
+        gpu_carbon_g=ledger.gpu_carbon_g,
+        gpu_carbon_reduction=base.gpu_reduction(ledger),
+        embodied_carbon_g=ledger.embodied_carbon_g,
+        baseline_embodied_carbon_g=base.embodied_carbon_g,
+        estimated_carbon_reduction=report["estimated_carbon_reduction"],
+        internal_errors=int(report.get("internal_errors", 0)),
+        degraded=len(report.get("degraded") or []),
     )
 
 
@@ -275,8 +315,7 @@ def _check(policy: str, job_hours: float, step_s: float, max_slowdown: float) ->
     for name, value in (("job_hours", job_hours), ("step_s", step_s)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise ConfigurationError.invalid(name, value, "a number > 0")
-    if isinstance(max_slowdown, bool) or not isinstance(max_slowdown, (int, float)) or not 0 <= max_slowdown <= 10:
-        raise ConfigurationError.invalid("max_slowdown", max_slowdown, "a fraction in [0, 10] (0.05 = 5 % slower)")
+    check_max_slowdown(max_slowdown)
     return policy
 
 

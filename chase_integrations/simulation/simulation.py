@@ -43,8 +43,10 @@ class Simulation:
             ``None`` (default): in memory only, and no watchdog runs.
 
     Example:
-        >>> sim = Simulation(gpu_profile=PROFILE_CSV, workload="imagenet/resnet50", batch_size=256,
-        ...                  trace=TRACE_CSV, start="2023-03-01T00:00:00Z", steps_per_epoch=20)  # doctest: +SKIP
+        >>> sim = Simulation(gpu_profile="a40", workload="imagenet/resnet50", batch_size=256,
+        ...                  trace="US-CISO-2022", start="2022-03-01T00:00:00Z", steps_per_epoch=20)
+        >>> round(sim.provider.latest().g_per_kwh, 1), sim.power_limits_w, round(sim.step(), 1)
+        (178.4, [300], 192.4)
         >>> ChaseCallback(provider=sim.provider, simulation=sim)  # doctest: +SKIP
     """
 
@@ -108,6 +110,12 @@ class Simulation:
             if trace is not None
             else None
         )
+        start_dt = self.clock.now()
+        if self.provider is not None and not self.provider.start <= start_dt <= self.provider.end:
+            raise ConfigurationError.invalid(
+                "start", start,
+                f"a time within the trace ({self.provider.start.isoformat()} to {self.provider.end.isoformat()})",
+            )
         self.steps = 0
         #: A Zeus ``CPUs`` (e.g. fake RAPL in tests) measured alongside the GPUs; ``None``: not measured.
         self.cpus = cpus

@@ -59,3 +59,20 @@ def weighted_cost(profile: PowerProfile, limit_w: float, intensity_g_per_kwh: fl
 def weighted_limit(profile: PowerProfile, intensity_g_per_kwh: float, mu: float) -> int:
     """The limit minimising ``CI·e(p) + μ·t(p)``; never rises as the intensity rises (for fixed μ)."""
     return _argmin(profile, lambda p: weighted_cost(profile, p, intensity_g_per_kwh, mu))
+
+
+def least_energy_limit(profile: PowerProfile, max_time_per_step_s: float) -> int:
+    """The limit with the least energy per step among those no slower than ``max_time_per_step_s``.
+
+    What to run when the grid's intensity is unknown: less energy is less carbon at any intensity, and
+    the time limit keeps the run within its slowdown budget. When no limit is fast enough, the fastest.
+
+    Example:
+        >>> prof = PowerProfile({300: (1.00, 235.0), 250: (1.005, 216.0), 200: (1.07, 190.0)})
+        >>> least_energy_limit(prof, 1.05), least_energy_limit(prof, 2.0), least_energy_limit(prof, 0.5)
+        (250, 200, 300)
+    """
+    fits = [p for p in profile.limits_w if profile.time_per_step_s(p) <= max_time_per_step_s]
+    if not fits:
+        return min(profile.limits_w, key=lambda p: (profile.time_per_step_s(p), -p))
+    return _argmin(profile.restricted(fits), profile.energy_per_step_j)

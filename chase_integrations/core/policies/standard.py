@@ -44,12 +44,15 @@ class BudgetPolicy(PolicyBase):
 
     Args:
         max_slowdown: Allowed increase of the job's total time over the default limit (0.05 = 5 %).
+        interpolate: Whether the plan may run limits between the candidates (``False`` when the user gave the
+            exact set of limits, ``power_limits_w``); ``None``: :data:`~chase_integrations.core.budget.INTERPOLATE`.
     """
 
     name = "budget"
 
-    def __init__(self, max_slowdown: float) -> None:
+    def __init__(self, max_slowdown: float, interpolate: bool | None = None) -> None:
         self.max_slowdown = float(max_slowdown)
+        self.interpolate = interpolate
         self.last_plan: BudgetPlan | None = None
         self._said_rolling = False
 
@@ -82,7 +85,7 @@ class BudgetPolicy(PolicyBase):
         )
         first_hour_s = max(1.0, seconds_to_next_hour(inputs.now))
         plan = plan_budget(profile, outlook.hourly_g_per_kwh, remaining_steps, remaining_time_s,
-                           first_hour_s=first_hour_s)
+                           first_hour_s=first_hour_s, interpolate=self.interpolate, min_mu=inputs.min_mu)
         self.last_plan = plan
         mu = plan.mu
         default = profile.default_limit_w
@@ -95,6 +98,9 @@ class BudgetPolicy(PolicyBase):
 
 class ChasePolicy(PolicyBase):
     """The Chase paper's rule (GPU energy only, as published): ``argmin η·CI·e(p) + (1−η)·Pmax·MaxCI·t(p)``.
+
+    It decides on the GPUs' energy alone (``DecisionInputs.gpu_usable_profile``), whatever ``host_power_w``
+    says: the paper's rule, reproduced. The ledger and the savings still cover the run's scope.
 
     Args:
         eta: The paper's η in [0, 1].
@@ -110,7 +116,7 @@ class ChasePolicy(PolicyBase):
 
     def choose(self, inputs: DecisionInputs, outlook: Outlook) -> Choice:
         """The rule at the interval's forecast, MaxCI fixed for this decision."""
-        profile = inputs.usable_profile
+        profile = inputs.gpu_usable_profile or inputs.usable_profile
         forecast = outlook.interval_mean_g_per_kwh
         assert profile is not None and forecast is not None  # needs_profile, needs_forecast
         ci_max = self.max_intensity_g_per_kwh or max([*outlook.recent_g_per_kwh, forecast])
@@ -174,7 +180,7 @@ class MonitorPolicy(PolicyBase):
         return Choice(None)
 
 
-register_policy("budget", lambda cfg: BudgetPolicy(cfg.max_slowdown))
+register_policy("budget", lambda cfg: BudgetPolicy(cfg.max_slowdown, False if cfg.power_limits_w else None))
 register_policy("chase", lambda cfg: ChasePolicy(cfg.eta, cfg.max_intensity_g_per_kwh))
 register_policy("static", lambda cfg: StaticPolicy(cfg.static_power_limit_w))
 register_policy("monitor", lambda cfg: MonitorPolicy())
