@@ -42,6 +42,23 @@ class Work(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=1e-4)
 
 
+class GpuWork(L.Callback):
+    """Advances the simulated GPU's energy counter by the wall time of each step (as a real GPU's would).
+
+    Without it the counter never moves, the engine rightly finds it stalled and stops power control, and the
+    benchmark would time a run that makes no decisions that change anything.
+    """
+
+    def __init__(self, gpu: SimulatedGPU) -> None:
+        self.gpu = gpu
+        self.last = time.perf_counter()
+
+    def on_train_batch_end(self, *args) -> None:
+        now = time.perf_counter()
+        self.gpu.run(now - self.last)
+        self.last = now
+
+
 class StepTimer(L.Callback):
     def __init__(self) -> None:
         self.stamps: list[float] = []
@@ -56,7 +73,9 @@ def run(steps: int, with_chase: bool) -> tuple[list[float], list[int]]:
     callbacks = []
     chase = None
     if with_chase:
-        gpus = SimulatedGPUs([SimulatedGPU(0, "sim", 100, 300, power_w_at=lambda w: 0.8 * w, initial_limit_w=300)])
+        gpu = SimulatedGPU(0, "sim", 100, 300, power_w_at=lambda w: 0.8 * w, initial_limit_w=300)
+        gpus = SimulatedGPUs([gpu])
+        callbacks.append(GpuWork(gpu))  # before ChaseCallback: the counter has moved when it reads it
         chase = ChaseCallback(provider=StaticProvider(300.0), policy="chase", forecaster="persistence", gpus=gpus,
                               decision_interval_s=2.0, profile_warmup_steps=2, profile_measure_steps=5)
         callbacks.append(chase)

@@ -16,7 +16,10 @@ The forecast-driven policies (chase, budget) run once per forecaster in ``--fore
 references (default, static caps, zeus, oracle) once per scenario, shared by every forecaster's table.
 ARIMA runs once per scenario: a forecaster sees only the trace, never the decisions, so every policy
 gets the same forecasts, and ``_Tape`` records them on the first run and replays them to the others
-(the same results to the last bit as a fresh forecaster per policy; a forecast the tape lacks raises).
+(the same results to the last bit as a fresh forecaster per policy that is fed every hour of the trace;
+a forecast the tape lacks raises). A run that counted a fallback (a forecaster failure included), an
+internal error or a degradation marks its cell INVALID and the benchmark exits with status 3.
+``--host-power-w 0,75,150,300``: one run per value, carbon of the whole node (``simulate(host_power_w=...)``).
 
 Usage:
     python bench/savings.py                      # A40 ResNet-50, V100 ResNet-50, A40 BERT (SQuAD)
@@ -63,6 +66,8 @@ WORKLOADS = {
     "v100-bert-squad": ("gpu/nsdi23_trace/summary_power_v100.csv", "squad/bert_base_uncased", 32),
     "a40-bert-sentiment140": ("gpu/nsdi23_trace/summary_power_a40.csv", "sentiment140/bert_base_uncased", 128),
     "v100-bert-sentiment140": ("gpu/nsdi23_trace/summary_power_v100.csv", "sentiment140/bert_base_uncased", 128),
+    # this project's H200 sweep (bench/results/h200), embedded in the package: chase_integrations/datasets.py
+    "h200-resnet50": ("embedded:h200", "synthetic-imagenet/resnet50", 128),
 }
 BUDGETS = (0.025, 0.05, 0.10)
 ETAS = (0.25, 0.5, 0.75)
@@ -91,9 +96,14 @@ def static_caps(profile_csv: str, workload: str, batch_size: int) -> list[int]:
             if p in ep.time_per_epoch_s and ep.time_per_epoch_s[p] / t0 - 1 <= STATIC_MAX_SLOWDOWN]
 
 
-def tuned_caps(ep) -> dict[float, int]:
-    """Per budget: the least-energy whole-watt cap whose slowdown (interpolated profile) fits the budget."""
-    prof = ep.step_profile(1)
+def tuned_caps(ep, host_power_w: float | None = None) -> dict[float, int]:
+    """Per budget: the least-energy whole-watt cap whose slowdown (interpolated profile) fits the budget.
+
+    Energy of the whole node: the GPU's plus ``host_power_w`` over the step (one GPU).
+    """
+    from chase_integrations.core.cost import CostModel
+
+    prof = CostModel(host_power_w=host_power_w).node_profile(ep.step_profile(1))
     hi, t0 = prof.default_limit_w, prof.time_per_step_s(prof.default_limit_w)
     caps = {}
     for s in BUDGETS:
@@ -112,10 +122,14 @@ class _Tape:
     A forecaster sees only the trace (never the decisions), so every policy of a scenario gets the same
     fit and the same hourly updates, and so the same forecasts. The tape runs the real forecaster once,
     recording ``predict_interval(TAPE_HOURS)`` after each new hour, and every policy reads from it.
+    The tape feeds its forecaster every row of the trace in turn, also the hours a run skipped (a run
+    that decided at 10:00 and next at 12:05 never fed 11:00), so a later run that reads 11:00 finds it:
+    the same forecasts as a forecaster fed every hour, for any set of runs and start times.
     """
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, trace: str | None = None) -> None:
         self.spec = spec
+        self.trace = trace
         self.inner = None
         self.fit_key = None
         self.last = None
@@ -125,6 +139,22 @@ class _Tape:
         self.inner.wait()
         self.last = at
         self.out[at] = self.inner.predict_interval(TAPE_HOURS, alpha=TAPE_ALPHA)
+
+    def advance(self, reading) -> None:
+        """Feed every trace row after the last one fed, up to ``reading`` (recording after each)."""
+        from chase_integrations.carbon.reading import IntensityReading
+        from chase_integrations.simulation.simulate import _trace
+
+        if self.trace is not None:
+            provider = _trace(self.trace, VALUE_COLUMN, None)
+            times = np.asarray(provider.times_s, dtype=float)
+            lo, hi = self.last.timestamp(), reading.time.timestamp()
+            for i in np.flatnonzero((times > lo) & (times < hi)):
+                when = datetime.fromtimestamp(float(times[i]), tz=timezone.utc)
+                self.inner.update(IntensityReading(when, float(provider.values_g_per_kwh[i]), False))
+                self._record(when)
+        self.inner.update(reading)
+        self._record(reading.time)
 
     def close(self) -> None:
         if self.inner is not None:
@@ -156,8 +186,7 @@ def _taped(tape: _Tape):
 
         def update(self, reading) -> None:
             if reading.time > tape.last:
-                tape.inner.update(reading)
-                tape._record(reading.time)
+                tape.advance(reading)
             elif reading.time not in tape.out:
                 raise RuntimeError(f"no taped forecast at {reading.time}")
             self.at = reading.time
@@ -175,7 +204,7 @@ def _taped(tape: _Tape):
 
 def run_one(task: dict) -> dict:
     """All policies for one (workload, grid, start)."""
-    tapes = {fc: _Tape(fc) for fc in task["forecasters"] if fc == "arima" and task.get("tape", True)}
+    tapes = {fc: _Tape(fc, task["trace"]) for fc in task["forecasters"] if fc == "arima" and task.get("tape", True)}
     try:
         return _run_one(task, tapes)
     finally:
@@ -189,8 +218,10 @@ def _run_one(task: dict, tapes: dict) -> dict:
 
     common = dict(trace=task["trace"], gpu_profile=task["profile"], workload=task["workload"],
                   batch_size=task["batch_size"], job_hours=task["job_hours"], start=task["start"],
-                  trace_value_column=VALUE_COLUMN, decision_interval_s=3600)
+                  trace_value_column=VALUE_COLUMN, decision_interval_s=3600,
+                  host_power_w=task.get("host_power_w"))
     out: dict[str, tuple[float, float]] = {}
+    invalid: dict[str, dict[str, int]] = {}
 
     def forecaster(name: str):
         return _taped(tapes[name]) if name in tapes else name
@@ -198,6 +229,9 @@ def _run_one(task: dict, tapes: dict) -> dict:
     def record(key: str, **kw) -> None:
         r = simulate(**common, **kw, profile="preloaded")
         out[key] = (r.carbon_reduction, r.time_increase)
+        counts = {"fallbacks": r.fallbacks, "internal_errors": r.internal_errors, "degraded": r.degraded}
+        if any(counts.values()):  # not a clean run of the policy its row names: the cell is invalid
+            invalid[key] = counts
 
     record("default", policy="default")
     for cap in task["caps"]:
@@ -222,14 +256,16 @@ def _run_one(task: dict, tapes: dict) -> dict:
                            forecaster=forecaster(fc))
                 finally:
                     budget.INTERPOLATE = True
-    return {"grid": task["grid"], "start": task["start"], "results": out}
+    return {"grid": task["grid"], "start": task["start"], "results": out, "invalid": invalid}
 
 
 def for_forecaster(rows: list[dict], forecaster: str) -> list[dict]:
     """The rows as one forecaster's run: its ``<policy>@<forecaster>`` keys without the suffix, plus the references."""
     tag = f"@{forecaster}"
-    return [dict(r, results={k.removesuffix(tag): v for k, v in r["results"].items()
-                             if "@" not in k or k.endswith(tag)}) for r in rows]
+    def own(d: dict) -> dict:
+        return {k.removesuffix(tag): v for k, v in d.items() if "@" not in k or k.endswith(tag)}
+
+    return [dict(r, results=own(r["results"]), invalid=own(r.get("invalid", {}))) for r in rows]
 
 
 def summarise(rows: list[dict], caps: list[int], profile_rel: dict[int, float]) -> dict:
@@ -239,7 +275,8 @@ def summarise(rows: list[dict], caps: list[int], profile_rel: dict[int, float]) 
         red = [r["results"][key][0] for r in among if key in r["results"]]
         inc = [r["results"][key][1] for r in among if key in r["results"]]
         return {"median_reduction": statistics.median(red), "median_time_increase": statistics.median(inc),
-                "p95_time_increase": float(np.percentile(inc, 95)), "n": len(red)}
+                "p95_time_increase": float(np.percentile(inc, 95)), "n": len(red),
+                "invalid": sum(1 for r in among if key in r.get("invalid", {}))}
 
     table: dict = {"default": stats("default"), "zeus": stats("zeus")}
     for eta in ETAS:
@@ -270,8 +307,9 @@ def markdown(name: str, table: dict, per_grid: dict, forecaster: str) -> str:
         row = table.get(key)
         if not row:
             return "n/a"
+        bad = f" INVALID ({row['invalid']} runs fell back)" if row.get("invalid") else ""
         return f"{100 * row['median_reduction']:.1f} % / {100 * row['median_time_increase']:.2f} % / " \
-               f"{100 * row['p95_time_increase']:.2f} %"
+               f"{100 * row['p95_time_increase']:.2f} %{bad}"
 
     lines = [f"### {name} (forecaster: {forecaster}; cells: median carbon reduction / median time increase / "
              "p95 time increase)", "",
@@ -346,8 +384,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-interp-for", default="a40-resnet50",
                         help="workloads that also run the budget policy without interpolated limits "
                              "(on every 5th start time)")
+    parser.add_argument("--host-power-w", default="",
+                        help="comma-separated W per GPU for the rest of the server, e.g. 0,75,150,300: one run each, "
+                             "node-level savings (result file suffix -host<W>w); empty: the GPUs alone")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = parser.parse_args(argv)
+    host_powers = [None if v.strip().lower() == "none" else float(v) for v in args.host_power_w.split(",")
+                   if v.strip()] or [None]
+    invalid_cells = 0
     root = data_dir()
     if root is None:
         print("The shared data folder is absent (set CHASE_DATA_DIR); nothing to benchmark.")
@@ -360,9 +404,14 @@ def main(argv: list[str] | None = None) -> int:
     names = args.workloads.split(",")
     if args.gpus:
         names = [n for n in names if n.split("-")[0] in args.gpus.split(",")]
-    for name in names:
+    for name, host_w in [(n, h) for n in names for h in host_powers]:
         csv, workload, batch = WORKLOADS[name]
-        profile_csv = str(root / csv)
+        if csv.startswith("embedded:"):
+            from chase_integrations.datasets import gpu_profile_path
+
+            profile_csv = str(gpu_profile_path(csv.removeprefix("embedded:")))
+        else:
+            profile_csv = str(root / csv)
         caps = static_caps(profile_csv, workload, batch)
         from chase_integrations.simulation.gpu_profile import load_gpu_profile
         from chase_integrations.simulation.oracle import zeus_power_limit
@@ -372,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         rel = {p: ep.time_per_epoch_s[p] / ep.time_per_epoch_s[ep.limits_w[-1]] for p in ep.limits_w}
         tasks = [dict(grid=g, trace=str(root / GRIDS[g]), profile=profile_csv, workload=workload, batch_size=batch,
                       job_hours=args.job_hours, start=s, caps=caps, forecasters=forecasters,
-                      no_interp=name in no_interp and i % 5 == 0, zeus_w=zeus_w, tuned_w=tuned_caps(ep))
+                      no_interp=name in no_interp and i % 5 == 0, zeus_w=zeus_w, tuned_w=tuned_caps(ep, host_w),
+                      host_power_w=host_w)
                  for g in args.grids.split(",") for i, s in enumerate(starts)]
         t0 = time.perf_counter()
         pool = mp.get_context("spawn").Pool(args.processes)
@@ -382,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
             pool.close()  # not terminate(): workers exit normally
             pool.join()
         elapsed = time.perf_counter() - t0
+        bad = [(r["grid"], r["start"], k, v) for r in rows for k, v in r["invalid"].items()]
+        if bad:  # a fallback, an internal error or a degradation: the run is not what its row says
+            invalid_cells += len(bad)
+            print(f"INVALID: {len(bad)} runs counted a fallback, an internal error or a degradation, e.g. {bad[:3]}")
+        scope = "the GPUs alone" if host_w is None else f"node: GPU + {host_w:g} W per GPU for the rest of the server"
         tables, per_grids = {}, {}
         for fc in forecasters:
             view = for_forecaster(rows, fc)
@@ -389,16 +444,22 @@ def main(argv: list[str] | None = None) -> int:
             per_grids[fc] = {g: summarise([r for r in view if r["grid"] == g], caps, rel)
                              for g in args.grids.split(",")}
             print(markdown(f"{name}: {workload} batch {batch}, {args.job_hours:g}-hour jobs, "
-                           f"{len(starts)} starts x {len(per_grids[fc])} grids", tables[fc], per_grids[fc], fc))
+                           f"{len(starts)} starts x {len(per_grids[fc])} grids, carbon of {scope}",
+                           tables[fc], per_grids[fc], fc))
             print()
         print(f"({len(tasks)} scenarios in {elapsed:.0f} s)\n")
-        suffix = ("-tuning" if args.tuning else "") + args.suffix
+        suffix = ("-tuning" if args.tuning else "") + (f"-host{host_w:g}w" if host_w is not None else "") + args.suffix
         (out_dir / f"savings-{name}{suffix}.json").write_text(json.dumps({
             "workload": name, "profile": csv, "network": workload, "batch_size": batch, "job_hours": args.job_hours,
             "forecasters": forecasters, "value_column": VALUE_COLUMN, "grids": GRIDS, "starts": starts,
             "tuning_starts": args.tuning, "command": " ".join(["python bench/savings.py", *(argv or sys.argv[1:])]),
             "summary": tables, "per_grid": per_grids, "rows": rows, "elapsed_s": elapsed,
+            "host_power_w": host_w, "invalid_runs": len(bad),
         }, indent=1))
+    if invalid_cells:
+        print(f"FAILED: {invalid_cells} runs fell back (fallback, internal error or degradation); their cells are "
+              "marked INVALID above.")
+        return 3
     return 0
 
 

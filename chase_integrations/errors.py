@@ -4,6 +4,7 @@ Every error the package raises derives from :class:`ChaseError`::
 
     ChaseError
     ├── ConfigurationError (also a ValueError)   bad argument, trace or profile
+    ├── SimulationInvalidError                   a simulated run fell back (simulate_many)
     ├── ProviderError                            a carbon-intensity source failed
     │   ├── ProviderTimeoutError
     │   ├── ProviderConnectionError
@@ -44,6 +45,13 @@ class ConfigurationError(ChaseError, ValueError):
         if hint:
             message += f" HINT: {hint}"
         return cls(message)
+
+
+class SimulationInvalidError(ChaseError):
+    """A simulated run fell back (intensity or forecaster, an internal error, a degradation).
+
+    Its numbers are not those of the policy it names (raised by ``simulate_many(strict=True)``).
+    """
 
 
 class ProviderError(ChaseError):

@@ -26,8 +26,12 @@ def inputs(tmp_path_factory) -> tuple[Path, Path]:
 def test_policy_grid_labels_and_arguments():
     grid = batch.policy_grid(budgets=(0.05,), static_caps_w=[250], etas=(0.5,), forecaster="persistence")
     assert list(grid) == ["default", "static 250 W", "zeus", "chase η=0.5", "budget 5 %", "oracle 5 %"]
-    assert grid["budget 5 %"] == {"policy": "budget", "max_slowdown": 0.05, "forecaster": "persistence"}
-    assert grid["static 250 W"] == {"policy": "static", "static_power_limit_w": 250}
+    assert grid["budget 5 %"] == {"policy": "budget", "max_slowdown": 0.05, "forecaster": "persistence",
+                                  "profile": "preloaded"}
+    first = batch.policy_grid(budgets=(0.05,), etas=(), first_run=True, zeus=False, oracle=False)
+    assert list(first) == ["default", "budget 5 %", "budget 5 % first run"]
+    assert first["budget 5 % first run"]["profile"] == "live"
+    assert grid["static 250 W"] == {"policy": "static", "static_power_limit_w": 250, "profile": "preloaded"}
 
 
 def test_static_caps_respect_the_slowdown(inputs):
@@ -60,7 +64,7 @@ def test_simulate_many_matches_simulate(inputs):
     assert len(rows) == len(starts) * len(policies)
     assert [r.label for r in rows[: len(policies)]] == list(policies)
     one = simulate(trace=trace, gpu_profile=profile, job_hours=12, start=starts[1], policy="budget",
-                   max_slowdown=0.05, forecaster="persistence")
+                   max_slowdown=0.05, forecaster="persistence", profile="preloaded")
     row = next(r for r in rows if r.start == starts[1] and r.label == "budget 5 %")
     assert row.carbon_g == pytest.approx(one.carbon_g) and row.time_increase == pytest.approx(one.time_increase)
     assert row.max_slowdown == 0.05 and row.policy == "budget"

@@ -116,22 +116,89 @@ def test_ledger_is_additive_and_json_safe(rows, pue):
     assert again == ledger
 
 
-def test_profiling_plan_prunes_after_three_dominated_limits():
-    plan = ProfilingPlan([300, 275, 250, 225, 200, 175, 150, 125, 100], warmup_steps=0, measure_steps=1)
-    # (time, energy): a noisy outlier at 250 W does not stop profiling; three dominated in a row do
-    for t, e in (
-        (1.0, 235.0),
-        (1.0, 226.0),
-        (1.1, 260.0),
-        (1.02, 200.0),
-        (1.07, 190.0),
-        (1.3, 200.0),
-        (1.6, 230.0),
-        (2.3, 280.0),
-    ):
+_SWEEP = ((1.0, 235.0), (1.0, 226.0), (1.1, 260.0), (1.02, 200.0), (1.07, 190.0), (1.3, 200.0), (1.6, 230.0),
+          (2.3, 280.0))
+
+
+def _descend(plan: ProfilingPlan, sweep) -> ProfilingPlan:
+    for t, e in sweep:
+        if plan.done:
+            break
         plan.record(t, e)
-    assert plan.done and plan.skipped_w == [100]
+    return plan
+
+
+def test_profiling_plan_stops_at_the_first_clearly_dominated_limit():
+    limits = [300, 275, 250, 225, 200, 175, 150, 125, 100]
+    # no noise measured: 250 W, 10 % slower and dirtier than 300 W, is beyond the 2 % floor: the descent stops
+    plan = _descend(ProfilingPlan(limits, warmup_steps=0, measure_steps=1), _SWEEP)
+    assert plan.done and plan.stopped_by == "dominated" and sorted(plan.results) == [250, 275, 300]
+    assert plan.skipped_w == [225, 200, 175, 150, 125, 100]
+    # 5 % measured noise (margin 15 %): the same outlier is within the noise; 175 W (21 % slower, 5 % dirtier
+    # than 200 W) too; 150 W (50 % slower, 21 % dirtier than 200 W) is clearly dominated: 125 W is never run
+    plan = ProfilingPlan(limits, warmup_steps=0, measure_steps=1)
+    plan.noise = 0.05
+    _descend(plan, _SWEEP)
+    assert plan.done and plan.stopped_by == "dominated" and plan.skipped_w == [125, 100]
     assert 200 in plan.results and 225 in plan.results
+
+
+def test_profiling_plan_stops_below_the_slowest_limit_the_budget_can_use():
+    limits = [300, 275, 250, 225, 200, 175, 150, 125, 100]
+    sweep = ((1.0, 235.0), (1.0, 226.0), (1.005, 216.0), (1.016, 200.0), (1.07, 190.0), (1.22, 185.0),
+             (1.5, 150.0), (2.0, 120.0), (3.0, 100.0))
+    # a 3-hour job at 5 %: 540 s of budget, so no limit more than 15 % slower can run for an hour
+    plan = ProfilingPlan(limits, warmup_steps=0, measure_steps=1, max_slowdown=0.05, job_steps=3 * 3600)
+    _descend(plan, sweep)
+    assert plan.stopped_by == "budget" and sorted(plan.results) == [175, 200, 225, 250, 275, 300]
+    assert plan.skipped_w == [150, 125, 100]
+    # unknown length (24 h assumed): 120 % is within reach, and the deep limits still save enough per extra
+    # second to be worth an hour somewhere, so the whole never-dominated sweep is measured
+    plan = _descend(ProfilingPlan(limits, warmup_steps=0, measure_steps=1, max_slowdown=0.05), sweep)
+    assert plan.skipped_w == [] and len(plan.results) == 9
+    # a job shorter than an hour may run a limit for all of it: the floor is the budget itself (22 % > 5 %)
+    plan = _descend(ProfilingPlan(limits, warmup_steps=0, measure_steps=1, max_slowdown=0.05, job_steps=600), sweep)
+    assert plan.stopped_by == "budget" and sorted(plan.results) == [200, 225, 250, 275, 300]
+    # a zero budget: nothing slower than the default is usable; the first slower limit ends the descent
+    plan = _descend(ProfilingPlan(limits, warmup_steps=0, measure_steps=1, max_slowdown=0.0, job_steps=100), sweep)
+    assert sorted(plan.results) == [250, 275, 300] and plan.stopped_by == "budget"
+
+
+def test_profiling_plan_stops_where_the_budget_would_never_go():
+    # V100 BERT SQuAD, relative to 250 W: energy keeps falling to 150 W, but 150 W saves 0.09 J per extra
+    # second where 200 W (too slow to run every hour at these budgets) saves 1.7: under any intensity range
+    # within INTENSITY_RANGE (10x) the budget never runs 150 W, so 125 W and 100 W are never profiled
+    limits = [250, 225, 200, 175, 150, 125, 100]
+    sweep = ((1.0, 1.0), (1.025, 0.955), (1.063, 0.891), (1.119, 0.836), (1.281, 0.822), (1.578, 0.842),
+             (2.067, 0.901))
+    for s in (0.025, 0.05, 0.10):
+        plan = _descend(ProfilingPlan(limits, max_slowdown=s, job_steps=30 * 3600), sweep)
+        assert plan.stopped_by == "budget" and plan.skipped_w == [125, 100], s
+    plan = _descend(ProfilingPlan(limits), sweep)  # another policy: only domination stops it (at 125 W)
+    assert plan.stopped_by == "dominated" and plan.skipped_w == [100]
+
+
+def test_profiling_windows_are_bounded_by_time():
+    # 200-s steps, 2-s windows: the first limit warms up one step (its step time is unknown), then measures one;
+    # every later limit skips the warm-up (a limit change settles in milliseconds) and measures one full step
+    plan = ProfilingPlan([300, 250], warmup_steps=3, measure_steps=1, min_window_s=2.0, warmup_s=1.0)
+    assert plan.start_limit() is None
+    assert plan.on_step(warmup_elapsed_s=200.0) == "begin_measure" and plan.window_steps == 1
+    assert plan.on_step() == "end_measure"
+    plan.record_window(200.0, 4e4)
+    assert plan.start_limit() == "begin_measure" and plan.window_steps == 1
+    # 0.25-s steps: the warm-up ends after 1 s (4 steps, capped by warmup_steps=3), the window plans 2 s
+    plan = ProfilingPlan([300, 250], warmup_steps=3, measure_steps=1, min_window_s=2.0, warmup_s=1.0)
+    plan.start_limit()
+    assert [plan.on_step(warmup_elapsed_s=0.25 * k) for k in (1, 2, 3)] == [None, None, "begin_measure"]
+    assert plan.window_steps == 8 and plan.split_at == 4
+    assert [plan.on_step() for _ in range(4)] == [None, None, None, "split"]
+    plan.split(1.0, 100.0)
+    assert [plan.on_step() for _ in range(4)] == [None, None, None, "end_measure"]
+    plan.observe_noise(1.1, 100.0)  # the halves differ by 10 % in time: noise 0.048, margin 14 %
+    plan.record_window(1.1, 100.0)
+    assert plan.results[300] == (2.1 / 8, 25.0) and round(plan.noise, 3) == 0.048
+    assert math.isclose(plan.margin, 3 * 0.1 / 2.1)
 
 
 def test_profiling_plan_does_not_prune_a_flat_top():

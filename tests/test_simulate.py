@@ -31,7 +31,7 @@ def test_default_policy_is_its_own_baseline(base) -> None:
 
 
 def test_result_fields_and_json(base) -> None:
-    r = simulate(**base, policy="budget", max_slowdown=0.05)
+    r = simulate(**base, policy="budget", max_slowdown=0.05, profile="preloaded")
     data = json.loads(json.dumps(r.to_dict()))
     for key in ("carbon_g", "energy_j", "time_s", "baseline_carbon_g", "baseline_time_s", "carbon_reduction",
                 "time_increase", "decisions"):
@@ -120,8 +120,12 @@ def test_decisions_never_use_the_future(base, trace_csv: Path, tmp_path: Path, p
     assert a.decisions != b.decisions  # the scramble does matter afterwards
 
 
-def test_lightning_run_and_simulate_agree(gpu_profile_csv: Path, trace_csv: Path, tmp_path: Path) -> None:
-    """One scenario through a simulated Lightning run and through simulate(): same carbon, energy, time."""
+@pytest.mark.parametrize("profile", ["preloaded", "live"])
+def test_lightning_run_and_simulate_agree(gpu_profile_csv: Path, trace_csv: Path, tmp_path: Path, profile) -> None:
+    """One scenario through a simulated Lightning run and through simulate(): same carbon, energy, time.
+
+    ``live``: a first run on both sides, so the same profiling driver runs over the same steps.
+    """
     pytest.importorskip("lightning")
     import lightning as L
     import torch
@@ -135,9 +139,11 @@ def test_lightning_run_and_simulate_agree(gpu_profile_csv: Path, trace_csv: Path
     sim = Simulation(gpu_profile=gpu_profile_csv, workload="imagenet/resnet50", batch_size=256, trace=trace_csv,
                      start=START, steps_per_epoch=steps_per_epoch)
     profile_path = tmp_path / "profile.json"
-    sim.step_profile.save(profile_path)  # preloaded, as simulate() does: no profiling phase
+    if profile == "preloaded":
+        sim.step_profile.save(profile_path)  # as simulate(profile="preloaded") does: no profiling phase
     options = dict(policy="budget", max_slowdown=0.05, forecaster="persistence", decision_interval_s=3600)
-    cb = ChaseCallback(provider=sim.provider, simulation=sim, profile_path=str(profile_path), **options)
+    cb = ChaseCallback(provider=sim.provider, simulation=sim, profile_path=str(profile_path) if profile ==
+                       "preloaded" else None, **options)
     data = DataLoader(TensorDataset(torch.randn(4 * steps_per_epoch, 4), torch.randn(4 * steps_per_epoch, 1)),
                       batch_size=4)
     trainer = L.Trainer(max_epochs=epochs, callbacks=[cb], enable_checkpointing=False, logger=False,
@@ -147,11 +153,38 @@ def test_lightning_run_and_simulate_agree(gpu_profile_csv: Path, trace_csv: Path
 
     job_hours = epochs * sim.step_profile.time_per_step_s(300) * steps_per_epoch / 3600
     r = simulate(trace=trace_csv, gpu_profile=gpu_profile_csv, job_hours=job_hours, start=START,
-                 steps_per_epoch=steps_per_epoch, **options)
+                 steps_per_epoch=steps_per_epoch, profile=profile, keep_report=True, **options)
     assert r.steps == live["steps"] == steps_per_epoch * epochs
     for ours, theirs in ((r.carbon_g, live["carbon_g"]), (r.energy_j, live["energy_j"]), (r.time_s, live["time_s"])):
         assert abs(ours / theirs - 1) < 0.01
     assert len({d["power_limit_w"] for d in r.decisions}) >= 1
+
+    def profiling(report):
+        return [(iv["power_limit_w"], iv["steps"]) for iv in report["intervals"] if iv["phase"] == "profile"]
+
+    assert profiling(r.report) == profiling(live)
+    assert bool(profiling(live)) == (profile == "live")
+    assert r.report["profiling"]["steps"] == live["profiling"]["steps"]
+
+
+def test_live_profile_is_a_first_run(base) -> None:
+    """profile="live" profiles on simulated steps and pays for it within the budget; "preloaded" does not."""
+    runs = {mode: simulate(**base, policy="budget", max_slowdown=0.05, profile=mode, keep_report=True, step_s=600)
+            for mode in ("live", "preloaded")}
+    live, repeat = runs["live"], runs["preloaded"]
+    cost = live.report["profiling"]
+    assert repeat.report["profiling"]["steps"] == 0 and repeat.report["profiling"]["time_s"] == 0
+    assert cost["steps"] > 0 and cost["time_s"] > 0 and 0 < cost["share_of_budget"] < 1
+    assert cost["share_of_job"] == pytest.approx(cost["duration_s"] / live.time_s)
+    # 600-s steps: one warm-up step at the default limit, then one step per limit (no 13-step windows)
+    steps = [iv["steps"] for iv in live.report["intervals"] if iv["phase"] == "profile"]
+    assert steps[0] == 2 and set(steps[1:]) == {1}
+    assert live.time_increase <= 0.05 + 0.002 and repeat.time_increase <= 0.05 + 0.002
+    assert live.carbon_reduction > 0.8 * repeat.carbon_reduction > 0
+    # the references know the profile either way
+    assert simulate(**base, policy="oracle", profile="live").carbon_g == simulate(**base, policy="oracle").carbon_g
+    with pytest.raises(ConfigurationError, match="profile"):
+        simulate(**base, policy="budget", profile="cold")
 
 
 def test_cli_json(base, capsys) -> None:

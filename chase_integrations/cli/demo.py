@@ -220,24 +220,9 @@ def _run_lightning(sim, kwargs: dict, epochs: int, steps_per_epoch: int, workdir
 
 
 def format_summary(report: dict, notes: list[str], framework: str = "lightning") -> str:
-    """A short human summary of a run report."""
-    carbon, base = report["carbon_g"], report["baseline_carbon_g"]
-    time_s, base_t = report["time_s"], report["baseline_time_s"]
-    lines = [
-        f"chase demo ({framework}, simulated GPU, policy {report['policy']})",
-        *[f"  {n}" for n in notes],
-        "",
-        f"  carbon      {carbon / 1000:9.3f} kgCO2eq   (default limit: {base / 1000:.3f} kg; "
-        f"saved {report['carbon_saved_g'] / 1000:.3f} kg, {_pct(-report['carbon_saved_g'], base)})",
-        f"  energy      {report['energy_j'] / 3.6e6:9.3f} kWh",
-        f"  time        {time_s / 3600:9.2f} h         "
-        f"(default limit: {base_t / 3600:.2f} h, {_pct(time_s - base_t, base_t)})",
-        f"  limits used {', '.join(str(w) for w in report['power_limits_used_w'])} W "
-        f"(original {report['original_power_limits_w']} W, restored at the end)",
-        f"  intervals   {len(report['intervals'])}, provider fallbacks {report['fallbacks']}, mode {report['mode']}",
-    ]
-    return "\n".join(lines)
+    """The demo's header and notes, then the report's summary (:func:`chase_integrations.reporting.format_summary`)."""
+    from chase_integrations.reporting import format_summary as report_summary
 
-
-def _pct(delta: float, base: float) -> str:
-    return f"{100 * delta / base:+.1f} %" if base else "n/a"
+    head = [f"chase demo ({framework}, simulated GPU, policy {report['policy']})", *[f"  {n}" for n in notes], ""]
+    restored = f"  original limits {report['original_power_limits_w']} W, restored at the end"
+    return "\n".join([*head, report_summary(report), restored])

@@ -46,6 +46,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-intensity", type=float, default=None, help="chase policy's MaxCI, gCO2eq/kWh")
     p.add_argument("--static-power-limit-w", type=int, default=None, help="static policy's limit, W")
     p.add_argument("--pue", type=float, default=1.0, help="data-centre PUE")
+    p.add_argument("--host-power-w", type=float, default=None,
+                   help="W per GPU for the rest of the server (CPUs, DRAM, fans, NICs, PSU losses): node-level "
+                        "decisions and savings (default: the GPU alone)")
+    p.add_argument("--embodied-g-per-gpu-hour", type=float, default=0.0,
+                   help="embodied emissions per GPU-hour, gCO2eq (default 0)")
+    p.add_argument("--profile", default="live", choices=("live", "preloaded"),
+                   help="live: a first run, profiling the GPU on simulated steps of --step-s (default); "
+                        "preloaded: a repeat run that starts with the profile known")
+    p.add_argument("--step-s", type=float, default=60.0, help="length of one simulated step, s (default 60)")
     p.add_argument("--report", default=None, help="also write the engine's run report (JSON) here")
     p.add_argument("--json", action="store_true", help="print one JSON object (the result's fields)")
     p.set_defaults(func=run)
@@ -70,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
             forecaster=args.forecaster, decision_interval_s=args.decision_interval_s or None, eta=args.eta,
             static_power_limit_w=args.static_power_limit_w, max_intensity_g_per_kwh=args.max_intensity,
             trace_value_column=args.trace_value_column, trace_time_column=args.trace_time_column,
-            optimizer=args.optimizer, pue=args.pue, report_path=args.report,
+            optimizer=args.optimizer, pue=args.pue, report_path=args.report, host_power_w=args.host_power_w,
+            embodied_g_per_gpu_hour=args.embodied_g_per_gpu_hour, profile=args.profile, step_s=args.step_s,
         )
     except (ChaseError, ValueError, ImportError) as e:
         print(f"chase simulate: error: {e}", file=sys.stderr)
@@ -79,12 +89,16 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
         return 0
     limits = sorted({d["power_limit_w"] for d in result.decisions})
-    print(f"policy {result.policy}: {result.carbon_g / 1000:.3f} kgCO2eq, {result.energy_j / 3.6e6:.2f} kWh, "
+    scope = "GPU only" if result.scope == "gpu" else f"whole node, {args.host_power_w:g} W per GPU besides the GPU"
+    print(f"policy {result.policy}: {result.carbon_g / 1000:.3f} kgCO2eq ({scope}), {result.energy_j / 3.6e6:.2f} kWh, "
           f"{result.time_s / 3600:.2f} h")
-    print(f"default limit: {result.baseline_carbon_g / 1000:.3f} kgCO2eq, "
+    print(f"default limit (the same job replayed at it): {result.baseline_carbon_g / 1000:.3f} kgCO2eq, "
           f"{result.baseline_energy_j / 3.6e6:.2f} kWh, {result.baseline_time_s / 3600:.2f} h")
-    print(f"carbon reduction {100 * result.carbon_reduction:.1f} %, time increase {100 * result.time_increase:.2f} %; "
-          f"{len(result.decisions)} decisions, limits used {limits} W")
+    print(f"carbon reduction {100 * result.carbon_reduction:.1f} % against that replay (the run's own in-run "
+          f"estimate, as its report says: {100 * result.estimated_carbon_reduction:.1f} %); time increase "
+          f"{100 * result.time_increase:.2f} %; {len(result.decisions)} decisions, limits used {limits} W")
+    if result.scope == "node":
+        print(f"the GPUs alone: carbon reduction {100 * result.gpu_carbon_reduction:.1f} %")
     if result.fallbacks:
         print(f"note: {result.fallbacks} intervals used a fallback intensity (the trace has gaps or ends)")
     return 0

@@ -40,7 +40,9 @@ ARGUMENTS: dict[str, str] = {
     "forecaster": '``"arima"``, ``"persistence"``, ``"seasonal_naive"`` or a forecaster object.',
     "decision_interval_s": "Also decide every N seconds inside an epoch; ``None`` = at epoch ends only.",
     "power_limits_w": "Candidate limits in W; ``None`` = the GPU's range in 25 W steps.",
-    "profile_path": "Save the measured per-limit profile here and reuse it when it matches.",
+    "profile_path": "Save the measured per-limit profile here and reuse it when it matches: a file, or a folder "
+                    "(an existing directory or a path ending in ``/``) of profiles keyed by GPU model, world size "
+                    "and workload.",
     "gpus": "A ``zeus.device.gpu.GPUs``; ``None`` = ``zeus.device.get_gpus()``.",
     "simulation": "A :class:`~chase_integrations.simulation.Simulation`: simulated GPUs, clock and time per step.",
     "pue": "Data-centre power usage effectiveness (>= 1); emissions = energy × PUE × intensity.",

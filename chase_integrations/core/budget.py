@@ -266,6 +266,7 @@ def plan_budget(
     iterations: int = 40,
     interpolate: bool | None = None,
     min_mu: float = 0.0,
+    faster_if_cleaner: bool = False,
 ) -> BudgetPlan:
     """Choose the limit for now so the remaining work fits ``remaining_time_s`` with the least carbon.
 
@@ -282,6 +283,7 @@ def plan_budget(
         min_mu: The least price of time, gCO2eq/kWh·J per s: time that costs carbon whatever the budget
             (embodied emissions, :attr:`~chase_integrations.core.cost.CostModel.min_mu`). The plan never
             runs slower than this price allows, even when the budget would.
+        faster_if_cleaner: Also weigh faster plans that leave budget unused (when the whole server counts).
     """
     del iterations
     if interpolate is None:
@@ -298,11 +300,11 @@ def plan_budget(
     spans = np.full(hours, HOUR_S)
     spans[0] = max(first_hour_s, 1e-9)
     return _solve(hull, _Projector(ci, spans, float(remaining_steps)), float(remaining_time_s), interpolate,
-                  max(0.0, float(min_mu)))
+                  max(0.0, float(min_mu)), faster_if_cleaner)
 
 
 def _solve(hull: _Hull, proj: _Projector, remaining_time_s: float, interpolate: bool,
-           min_mu: float = 0.0) -> BudgetPlan:
+           min_mu: float = 0.0, faster_if_cleaner: bool = False) -> BudgetPlan:
     """The least-carbon plan over ``proj``'s slots that fits ``remaining_time_s`` (see the module docstring).
 
     :func:`plan_budget`'s slots are the forecast's hours; ``bench/planner_variants.py`` builds others.
@@ -323,12 +325,12 @@ def _solve(hull: _Hull, proj: _Projector, remaining_time_s: float, interpolate: 
     fast = project(fast_idx)
     if fast[0] > remaining_time_s:
         return BudgetPlan(fastest_w, math.inf, fast[0], fast[1], False, _schedule(hull, fast_idx, proj, fast[0]))
-    free_idx = choice(min_mu)
-    free = project(free_idx)
+    free = project(free_idx := choice(min_mu))
     if free[0] <= remaining_time_s:  # the budget does not bind: time is priced at min_mu alone
-        plan = BudgetPlan(int(hull.limits_w[free_idx[0]]), min_mu, free[0], free[1], True,
+        plan = BudgetPlan(int(hull.limits_w[free_idx[0]]), min_mu, *free, True,
                           _schedule(hull, free_idx, proj, free[0]))
-        return _faster_if_cleaner(hull, proj, rates, _sorted_unique(rates[rates > min_mu]), plan)
+        faster = _sorted_unique(rates[rates > min_mu]) if faster_if_cleaner else np.empty(0)
+        return _faster_if_cleaner(hull, proj, rates, faster, plan)
     # smallest breakpoint whose plan fits; the plan just below it does not
     # (the projected time falls as μ grows: every breakpoint's plan at once, then the first that fits)
     breaks = _sorted_unique(rates[rates > min_mu])  # the largest is feasible (every hour is fastest there)
@@ -352,7 +354,7 @@ def _solve(hull: _Hull, proj: _Projector, remaining_time_s: float, interpolate: 
                           _schedule(hull, idx, proj, result[0]))
     else:
         plan = _mix(hull, proj, idx, choice(np.nextafter(mu, 0.0)), mu, remaining_time_s, result)
-    return _faster_if_cleaner(hull, proj, rates, breaks[breaks > mu], plan)
+    return _faster_if_cleaner(hull, proj, rates, breaks[breaks > mu] if faster_if_cleaner else breaks[:0], plan)
 
 
 def _faster_if_cleaner(hull: _Hull, proj: _Projector, rates: np.ndarray, faster_mus: np.ndarray,

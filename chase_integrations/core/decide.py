@@ -8,6 +8,7 @@ value) and hands that reading to :meth:`Decider.decide`. The result is a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 from chase_integrations.core.budget import remaining_time_budget_s, seconds_to_next_hour
 from chase_integrations.core.decision import Choice, Decision, DecisionInputs, Outlook
 from chase_integrations.core.degraded import NO_INTENSITY, NO_INTENSITY_NO_PROFILE
-from chase_integrations.core.footprint import FootprintPrediction, predict_footprint
+from chase_integrations.core.footprint import EARLY_FRACTION, FootprintPrediction, predict_footprint
 from chase_integrations.core.intensity import IntensitySource, step_mean
 from chase_integrations.core.interfaces import Forecaster
 from chase_integrations.core.policies.base import Policy
@@ -57,6 +58,7 @@ class Decider:
         self.pue = pue
         self._fitted = False
         self._last_update: datetime | None = None
+        self._early: dict | None = None  # the prediction made at EARLY_FRACTION of the job
 
     # ------------------------------------------------------------------ decision
     def decide(self, inputs: DecisionInputs, latest: IntensityReading | None) -> Decision:
@@ -76,7 +78,7 @@ class Decider:
             choice = policy.choose(inputs, outlook)
         prediction = None
         if usable and inputs.remaining_steps is not None and outlook.hourly_g_per_kwh:
-            prediction = self._predict(inputs, outlook, choice)
+            prediction = self._with_early(self._predict(inputs, outlook, choice), inputs)
         steps_until_next = choice.steps_until_next
         if steps_until_next is None and self.decision_interval_s:
             step_s = inputs.est_step_s
@@ -111,6 +113,16 @@ class Decider:
         budget_s = remaining_time_budget_s(self.max_slowdown, ledger.baseline_time_s, ledger.time_s, remaining,
                                            t_default)
         return Choice(least_energy_limit(profile, budget_s / remaining)), NO_INTENSITY
+
+    def _with_early(self, prediction: FootprintPrediction | None, inputs: DecisionInputs
+                    ) -> FootprintPrediction | None:
+        """``prediction`` carrying the first one made once :data:`EARLY_FRACTION` of the job was done."""
+        if prediction is None:
+            return None
+        done = inputs.ledger.steps / max(1, inputs.ledger.steps + (inputs.remaining_steps or 0))
+        if self._early is None and done >= EARLY_FRACTION:
+            self._early = prediction.to_dict() | {"done_fraction": done, "time": inputs.now.isoformat()}
+        return dataclasses.replace(prediction, early=self._early)
 
     def _predict(self, inputs: DecisionInputs, outlook: Outlook, choice: Choice) -> FootprintPrediction | None:
         """Footprint prediction for the whole job (see :mod:`chase_integrations.core.footprint`)."""
@@ -165,6 +177,7 @@ class Decider:
             else:
                 predicted = [r.g_per_kwh for r in self.forecaster.predict(max(1, hours - 1))]
         except Exception as e:
+            self.intensity.fallbacks["forecast_failed"] += 1  # counted: the run is not what its forecaster says
             logger.warning("Forecast failed (%s); repeating the last known value.", e)
         if own:
             now_hour = self.clock.now().replace(minute=0, second=0, microsecond=0)
@@ -196,6 +209,7 @@ class Decider:
                 self.forecaster.update(latest)
                 self._last_update = latest.time
         except Exception as e:  # forecasting must never stop training
+            self.intensity.fallbacks["forecaster_failed"] += 1  # counted in the report's fallbacks
             logger.warning(
                 "Forecaster %s failed (%s: %s); using the last known value.",
                 type(self.forecaster).__name__,

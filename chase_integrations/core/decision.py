@@ -55,6 +55,12 @@ class DecisionInputs:
     gpu_usable_profile: PowerProfile | None = None
     min_mu: float = 0.0
 
+    @property
+    def counts_host(self) -> bool:
+        """Whether ``usable_profile`` counts more than the GPUs (or time has an embodied price)."""
+        gpu = self.gpu_usable_profile
+        return self.min_mu > 0 or (gpu is not None and self.usable_profile is not gpu)
+
 
 @dataclass(frozen=True)
 class Outlook:

@@ -24,6 +24,8 @@ from chase_integrations.core.ledger import J_PER_KWH
 from chase_integrations.core.profile import PowerProfile
 
 HOUR_S = 3600.0
+#: Share of the job done when the prediction shown beside the outcome is taken (``FootprintPrediction.early``).
+EARLY_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ class FootprintPrediction:
     default_total_carbon_g: float
     measured_carbon_g: float
     remaining_time_s: float
+    #: The first prediction made once :data:`EARLY_FRACTION` of the job was done (its ``to_dict()`` plus
+    #: ``"done_fraction"``), shown beside the outcome: the last prediction is nearly the measurement itself.
+    early: dict | None = None
 
     @property
     def expected_saving_g(self) -> float:
@@ -108,6 +113,7 @@ class FootprintPrediction:
             "measured_carbon_g": self.measured_carbon_g,
             "remaining_time_s": self.remaining_time_s,
             "expected_saving_g": self.expected_saving_g,
+            "early": self.early,
         }
 
 

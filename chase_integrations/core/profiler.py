@@ -3,7 +3,9 @@
 It owns the plan, the ``"profile"`` Zeus window and the cross-rank reductions of each window, and it
 never calls back into the session: each event returns the :data:`Action` list the session carries out,
 in order. Every rank runs the same driver on the same reduced values, so all ranks take the same
-actions at the same step.
+actions at the same step. Its collectives, at step counts every rank shares: one ``sum_max`` per warm-up
+step (the warm-up's duration: it ends after ``profile_min_window_s / 2``), one at the half of each
+measurement window (the halves measure the noise) and one at its end.
 
 Actions:
 

@@ -38,11 +38,15 @@ from dataclasses import dataclass, field
 DOMINATED_MARGIN = 0.02
 #: The margin is at least this many times the measured noise (the largest relative half-to-half difference).
 NOISE_FACTOR = 3.0
-#: The budget policy plans in slots of this length, s: a limit whose extra time over one slot exceeds the
-#: whole job's slowdown budget cannot be used for one slot, so no lower limit is profiled after it.
+#: The budget policy plans in slots of this length, s: a limit whose extra time over one slot (or over the
+#: whole job, when shorter) exceeds the job's slowdown budget cannot be used for one slot, so no lower limit
+#: is profiled after it.
 PLAN_SLOT_S = 3600.0
 #: Job length assumed for that floor when the job's length is unknown, s (the budget policy's rolling horizon).
 UNKNOWN_JOB_S = 24 * 3600.0
+#: Assumed bound on the ratio of the dirtiest to the cleanest hour a plan spans (the 99th percentile of the
+#: 48-hour max/min over 2021-2024 is 3.1-6.8 on DE-LU, ES, US-CAL-CISO and US-TEX-ERCO; GB's is 12.7).
+INTENSITY_RANGE = 10.0
 _MAX_WINDOW_STEPS = 100_000
 
 
@@ -118,7 +122,7 @@ class ProfilingPlan:
         if self.max_slowdown is None or not self.results:
             return None
         job_s = self.job_steps * self.results[max(self.results)][0] if self.job_steps else UNKNOWN_JOB_S
-        return self.max_slowdown * job_s / PLAN_SLOT_S
+        return self.max_slowdown * max(1.0, job_s / PLAN_SLOT_S)  # a job shorter than a slot is one slot
 
     def start_limit(self) -> str | None:
         """A limit starts (or restarts after an epoch end). Returns ``begin_measure`` when no warm-up is due.
@@ -260,10 +264,30 @@ class ProfilingPlan:
         reach = self.reach
         t_default = self.results[max(self.results)][0]
         beyond = bool(higher) and reach is not None and time_per_step_s > t_default * (1 + reach)
+        beyond = beyond or self._never_worth_it(higher, t_default, time_per_step_s, energy_per_step_j)
         if self.prune_dominated and (dominated or beyond) and not self.done:
             self.stopped_by = "dominated" if dominated else "budget"
             self.skipped_w = list(self.limits_w[self.index :])
             self.index = len(self.limits_w)
+
+    def _never_worth_it(self, higher: dict[int, tuple[float, float]], t_default: float, t: float, e: float) -> bool:
+        """Whether the budget policy can never choose the limit just measured (nor, so, any lower one).
+
+        The policy runs, in each hour h, the limit minimising ``CI_h·e(p) + μ·t(p)``: a vertex of the
+        profile's lower convex hull whose energy saved per extra second ``s`` beats the hour's price,
+        ``CI_h·s > μ``. A vertex j slower than ``max_slowdown`` cannot run in every hour, so the cleanest
+        hour runs a faster one: ``μ >= CI_min·s_j``. The new limit then needs ``s > s_j·CI_min/CI_h``,
+        which fails when ``s <= s_j / INTENSITY_RANGE``.
+        """
+        if self.max_slowdown is None or not higher:
+            return False
+        hull = _lower_hull(higher)
+        t_last, e_last, _ = hull[-1]
+        if e >= e_last or t <= t_last:
+            return False  # no saving over the hull: domination decides
+        rate = (e_last - e) / (t - t_last)
+        return any(s_j >= INTENSITY_RANGE * rate and t_j > t_default * (1 + self.max_slowdown)
+                   for t_j, _, s_j in hull[1:])
 
     def interrupt(self) -> None:
         """The epoch ended mid-profile: the current limit restarts its warm-up next epoch."""
@@ -296,3 +320,23 @@ class ProfilingPlan:
         plan.unmeasured_w = [int(w) for w in data.get("unmeasured_w", [])]
         plan.noise = float(data.get("noise", 0.0))
         return plan
+
+
+def _lower_hull(points: dict[int, tuple[float, float]]) -> list[tuple[float, float, float]]:
+    """The lower convex hull of ``{limit: (time, energy)}``, fastest first: ``(time, energy, rate)`` per vertex.
+
+    ``rate`` is the energy saved per extra second from the previous vertex (``inf`` for the first).
+    """
+    hull: list[tuple[float, float]] = []
+    for t, e in sorted(points.values()):
+        if hull and e >= hull[-1][1]:
+            continue
+        while len(hull) >= 2:
+            (t1, e1), (t2, e2) = hull[-2], hull[-1]
+            if (e2 - e1) * (t - t1) >= (e - e1) * (t2 - t1):
+                hull.pop()
+            else:
+                break
+        hull.append((t, e))
+    return [(t, e, math.inf if i == 0 else (hull[i - 1][1] - e) / max(t - hull[i - 1][0], 1e-300))
+            for i, (t, e) in enumerate(hull)]

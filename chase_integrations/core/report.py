@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chase_integrations.core.cost import scope_of
+from chase_integrations.core.cost import SCOPE_GPU, scope_of
 from chase_integrations.core.ledger import Ledger
 from chase_integrations.core.profile import PowerProfile
 from chase_integrations.core.profiling_cost import profiling_cost
@@ -107,7 +107,7 @@ def build_report(facts: RunFacts, ledger: Ledger) -> dict:
         "warnings": sorted(facts.warnings),
         "package_version": __version__,
         "report_version": REPORT_VERSION,
-        **node_fields(facts.config.get("host_power_w"), ledger),
+        **node_fields(facts.config.get("host_power_w"), ledger, facts.policy),
         "predicted_total_carbon_g": facts.prediction["total_carbon_g"] if facts.prediction else None,
         "prediction": facts.prediction,
         "degraded": list(facts.degraded),
@@ -118,16 +118,19 @@ def build_report(facts: RunFacts, ledger: Ledger) -> dict:
     return report
 
 
-def node_fields(host_power_w: float | None, ledger: Ledger) -> dict:
+def node_fields(host_power_w: float | None, ledger: Ledger, policy: str = "") -> dict:
     """The report's scope and its GPU-only, host and embodied parts (see :mod:`chase_integrations.core.cost`).
 
     ``carbon_g``/``carbon_saved_g``/``energy_j`` cover ``scope``; ``gpu_*`` the GPUs alone;
-    ``total_carbon_g`` adds the embodied emissions; ``total_carbon_saved_g`` the embodied difference.
+    ``total_carbon_g`` adds the embodied emissions; ``total_carbon_saved_g`` the embodied difference;
+    ``objective_scope`` is what the decisions minimised (the ``chase`` policy: the GPUs, the paper's rule).
     """
     cpu, dram = ledger.cpu_energy_j, ledger.dram_energy_j
     embodied, baseline_embodied = ledger.embodied_carbon_g, ledger.baseline_embodied_carbon_g
+    scope = scope_of(host_power_w, cpu is not None or dram is not None)
     return {
-        "scope": scope_of(host_power_w, cpu is not None or dram is not None),
+        "scope": scope,
+        "objective_scope": SCOPE_GPU if policy == "chase" else scope,
         "host_power_w": host_power_w,
         "gpu_energy_j": ledger.gpu_energy_j,
         "gpu_carbon_g": ledger.gpu_carbon_g,

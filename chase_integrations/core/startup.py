@@ -15,7 +15,7 @@ from chase_integrations._warnings import OnceWarner
 from chase_integrations.core.collective import Collective
 from chase_integrations.core.interfaces import EnergyMeter, PowerControl
 from chase_integrations.core.policies.base import Policy
-from chase_integrations.errors import ConfigurationError, PowerControlError, PowerPermissionError
+from chase_integrations.errors import ConfigurationError, PowerControlError, PowerPermissionError, ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -167,15 +167,16 @@ def agree_at_start(collective: Collective, setup: GpuSetup, error: Exception | N
     limits that every rank's GPUs allow, so all GPUs can run the same limit.
     """
     c = collective
-    failed, permission = c.sum_max(float(error is not None), float(isinstance(error, PermissionError)))
+    kinds = (PowerControlError, PowerPermissionError, ProviderError)  # what a failed rank's error was, by code
+    code = 2 if isinstance(error, ProviderError) else 1 if isinstance(error, PermissionError) else 0
+    failed, worst = c.sum_max(float(error is not None), float(code))
     try:
         if error is not None:
             raise error
         if failed:
-            kind = PowerPermissionError if permission else PowerControlError
-            raise kind(
-                f"{int(failed)} of {c.world_size} ranks could not set up GPU power control at train start (see their "
-                f"errors); stopping rank {c.rank} too, so that no rank waits for the others."
+            raise kinds[int(worst)](
+                f"{int(failed)} of {c.world_size} ranks failed at train start (see their errors); stopping rank "
+                f"{c.rank} too, so that no rank waits for the others."
             )
         n_advisory, top = c.sum_max(float(setup.mode == "advisory"), float(MODES.index(setup.mode)))
         if c.world_size > 1:

@@ -145,6 +145,15 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(prediction, Mapping):
         out["predicted_lower_carbon_g"] = _float_or_none(prediction.get("lower_carbon_g"))
         out["predicted_upper_carbon_g"] = _float_or_none(prediction.get("upper_carbon_g"))
+        early = prediction.get("early")
+        if isinstance(early, Mapping):  # what was predicted early, to set beside the outcome
+            out["early_prediction"] = {k: _float_or_none(early.get(k)) for k in
+                                       ("total_carbon_g", "lower_carbon_g", "upper_carbon_g", "done_fraction")}
+    out["scope"] = report.get("scope", "gpu")
+    out["gpu_carbon_saved_g"] = _float_or_none(report.get("gpu_carbon_saved_g"))
+    exact = report.get("exact_baseline")
+    out["exact_carbon_reduction"] = _float_or_none(exact.get("carbon_reduction")) if isinstance(exact, Mapping) \
+        else None
     return out
 
 
@@ -176,8 +185,20 @@ def format_summary(report: Mapping[str, Any]) -> str:
     if s["forecast_mae_g_per_kwh"] is not None:
         lines.append(f"  forecast   mean absolute error {s['forecast_mae_g_per_kwh']:.1f} gCO2eq/kWh "
                      f"over {s['forecast_intervals']} intervals")
-    if s["predicted_total_carbon_g"] is not None:
-        text = f"  predicted  {s['predicted_total_carbon_g'] / scale:.3f} {unit} in total"
+    if s["exact_carbon_reduction"] is not None:
+        lines.append(f"  replayed   the same job replayed at the default limit (simulation, exact): saving "
+                     f"{format_percent(s['exact_carbon_reduction'])}; above: the run's in-run estimate")
+    if s["scope"] != "gpu" and s["gpu_carbon_saved_g"] is not None:
+        lines.append(f"  scope      {s['scope']} (GPUs alone: saved {s['gpu_carbon_saved_g'] / scale:.3f} {unit})")
+    early = s.get("early_prediction")
+    if early and early.get("total_carbon_g") is not None:
+        done = format_percent(early["done_fraction"])
+        text = f"  predicted  {early['total_carbon_g'] / scale:.3f} {unit} at {done} of the job"
+        if early.get("lower_carbon_g") is not None and early.get("upper_carbon_g") is not None:
+            text += f" (80 % range {early['lower_carbon_g'] / scale:.3f}-{early['upper_carbon_g'] / scale:.3f})"
+        lines.append(text + f"; outcome {s['carbon_g'] / scale:.3f} {unit}")
+    elif s["predicted_total_carbon_g"] is not None:
+        text = f"  predicted  {s['predicted_total_carbon_g'] / scale:.3f} {unit} in total at the last decision"
         lo, hi = s.get("predicted_lower_carbon_g"), s.get("predicted_upper_carbon_g")
         if lo is not None and hi is not None:
             text += f" (range {lo / scale:.3f}-{hi / scale:.3f} {unit})"

@@ -54,6 +54,14 @@ class BatchRow:
     time_s: float
     baseline_time_s: float
     time_increase: float
+    fallbacks: int = 0
+    internal_errors: int = 0
+    degraded: int = 0
+
+    @property
+    def valid(self) -> bool:
+        """A clean run of its policy: no fallback, internal error or degradation counted."""
+        return not (self.fallbacks or self.internal_errors or self.degraded)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field."""
@@ -69,23 +77,31 @@ def policy_grid(
     default: bool = True,
     zeus: bool = True,
     oracle: bool = True,
+    first_run: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """The usual comparison as ``{label: simulate() keyword arguments}``.
 
     Labels: ``default``, ``static 250 W`` (one per cap), ``zeus``, ``chase η=0.5`` (one per η),
-    ``budget 5 %`` and ``oracle 5 %`` (one each per budget).
+    ``budget 5 %`` and ``oracle 5 %`` (one each per budget); with ``first_run``, ``budget 5 % first run``
+    too. The engine's policies run as repeat runs (``profile="preloaded"``: the profile known from the
+    start); a first run (``profile="live"``) also profiles the GPU, paid from its budget.
     """
     grid: dict[str, dict[str, Any]] = {}
     if default:
         grid["default"] = {"policy": "default"}
     for cap in static_caps_w:
-        grid[f"static {int(cap)} W"] = {"policy": "static", "static_power_limit_w": int(cap)}
+        grid[f"static {int(cap)} W"] = {"policy": "static", "static_power_limit_w": int(cap), "profile": "preloaded"}
     if zeus:
         grid["zeus"] = {"policy": "zeus"}
     for eta in etas:
-        grid[f"chase η={eta:g}"] = {"policy": "chase", "eta": float(eta), "forecaster": forecaster}
+        grid[f"chase η={eta:g}"] = {"policy": "chase", "eta": float(eta), "forecaster": forecaster,
+                                     "profile": "preloaded"}
     for s in budgets:
-        grid[f"budget {_pct(s)}"] = {"policy": "budget", "max_slowdown": float(s), "forecaster": forecaster}
+        grid[f"budget {_pct(s)}"] = {"policy": "budget", "max_slowdown": float(s), "forecaster": forecaster,
+                                     "profile": "preloaded"}
+        if first_run:
+            grid[f"budget {_pct(s)} first run"] = {"policy": "budget", "max_slowdown": float(s),
+                                                   "forecaster": forecaster, "profile": "live"}
     if oracle:
         for s in budgets:
             grid[f"oracle {_pct(s)}"] = {"policy": "oracle", "max_slowdown": float(s)}
@@ -122,11 +138,13 @@ def start_times(trace: str | Path, n: int, job_hours: float, *, trace_value_colu
     Raises:
         ConfigurationError: ``n`` < 1 or the trace is too short for one job.
     """
+    from chase_integrations.carbon.formats import SIMULATION_ARGUMENTS
     from chase_integrations.carbon.trace import TraceProvider
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigurationError.invalid("n", n, "an integer >= 1")
-    provider = TraceProvider(trace, time_column=trace_time_column, value_column=trace_value_column)
+    provider = TraceProvider(trace, time_column=trace_time_column, value_column=trace_value_column,
+                             arguments=SIMULATION_ARGUMENTS)
     first = provider.start + timedelta(hours=history_hours)
     last = provider.end - timedelta(hours=job_hours * (1.0 + max_slowdown) + 24.0)
     span_h = (last - first).total_seconds() / 3600.0
@@ -149,6 +167,7 @@ def simulate_many(
     *,
     progress: bool | None = None,
     processes: int = 1,
+    strict: bool = True,
     **common: Any,
 ) -> list[BatchRow]:
     """Simulate every policy at every start time; one :class:`BatchRow` per job (start-major order).
@@ -159,6 +178,9 @@ def simulate_many(
         progress: Progress bar on stderr (``None``: only when stderr is a terminal; see
             :mod:`chase_integrations.reporting.progress`).
         processes: Worker processes (1: in this process).
+        strict: Raise :class:`~chase_integrations.errors.SimulationInvalidError` when any run counted a
+            fallback, an internal error or a degradation (``False``: return them; :func:`summarize` counts
+            them in its ``invalid`` column).
         **common: Keyword arguments of :func:`~chase_integrations.simulation.simulate.simulate` shared by
             every job (``trace``, ``gpu_profile``, ``job_hours``, ...).
 
@@ -190,7 +212,17 @@ def simulate_many(
                 for future in as_completed(futures):
                     rows[futures[future]] = future.result()
                     bar.advance()
-    return [r for r in rows if r is not None]
+    done = [r for r in rows if r is not None]
+    bad = [r for r in done if not r.valid]
+    if bad and strict:
+        from chase_integrations.errors import SimulationInvalidError
+
+        raise SimulationInvalidError(
+            f"{len(bad)} of {len(done)} simulated runs fell back (fallbacks, internal errors or degradations), e.g. "
+            f"{bad[0].label} at {bad[0].start}: {bad[0].fallbacks} fallbacks, {bad[0].internal_errors} internal "
+            f"errors, {bad[0].degraded} degraded. Their numbers are not those of the policy named; pass strict=False "
+            "to keep them (summarize() counts them as invalid).")
+    return done
 
 
 def to_frame(rows: Sequence[BatchRow]) -> pd.DataFrame:
@@ -204,7 +236,8 @@ def summarize(rows: Sequence[BatchRow]) -> pd.DataFrame:
     """Per policy label (in first-seen order): median and mean carbon reduction, median and p95 time increase.
 
     Columns: ``policy, max_slowdown, power_limit_w, median_reduction, mean_reduction, median_time_increase,
-    p95_time_increase, n`` (fractions). ``power_limit_w`` is set where every start used the same static limit.
+    p95_time_increase, n, invalid`` (fractions; ``invalid``: runs that fell back). ``power_limit_w`` is set
+    where every start used the same static limit.
     """
     import numpy as np
     import pandas as pd
@@ -222,7 +255,7 @@ def summarize(rows: Sequence[BatchRow]) -> pd.DataFrame:
             "power_limit_w": limits.pop() if len(limits) == 1 else None,
             "median_reduction": statistics.median(red), "mean_reduction": statistics.fmean(red),
             "median_time_increase": statistics.median(inc), "p95_time_increase": float(np.percentile(inc, 95)),
-            "n": len(group),
+            "n": len(group), "invalid": sum(1 for r in group if not r.valid),
         })
     return pd.DataFrame.from_records(records).set_index("label")
 
@@ -264,6 +297,7 @@ def _run_one(task: tuple[str, str, dict[str, Any], dict[str, Any]]) -> BatchRow:
         carbon_g=result.carbon_g, baseline_carbon_g=result.baseline_carbon_g,
         carbon_reduction=result.carbon_reduction, energy_j=result.energy_j, time_s=result.time_s,
         baseline_time_s=result.baseline_time_s, time_increase=result.time_increase,
+        fallbacks=result.fallbacks, internal_errors=result.internal_errors, degraded=result.degraded,
     )
 
 

@@ -92,7 +92,7 @@ class OraclePolicy(PolicyBase):
         budget_s = remaining_time_budget_s(self.max_slowdown, inputs.ledger.baseline_time_s, inputs.ledger.time_s,
                                            remaining, t_default)
         plan = plan_budget(prof, truth, remaining, budget_s, first_hour_s=first_s, interpolate=True,
-                           min_mu=inputs.min_mu)
+                           min_mu=inputs.min_mu, faster_if_cleaner=inputs.counts_host)
         self.last_plan = plan
         step_s = inputs.profile.time_per_step_s(plan.limit_w)
         return Choice(plan.limit_w, forecast_g_per_kwh=float(truth[0]),

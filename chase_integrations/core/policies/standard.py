@@ -85,7 +85,8 @@ class BudgetPolicy(PolicyBase):
         )
         first_hour_s = max(1.0, seconds_to_next_hour(inputs.now))
         plan = plan_budget(profile, outlook.hourly_g_per_kwh, remaining_steps, remaining_time_s,
-                           first_hour_s=first_hour_s, interpolate=self.interpolate, min_mu=inputs.min_mu)
+                           first_hour_s=first_hour_s, interpolate=self.interpolate, min_mu=inputs.min_mu,
+                           faster_if_cleaner=inputs.counts_host)
         self.last_plan = plan
         mu = plan.mu
         default = profile.default_limit_w
