@@ -56,7 +56,8 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
             [f"{float(v) * SLOWDOWN_RANK1:.4f}" if i == column else v for i, v in enumerate(r)] for r in rows[1:]
         ])
     trace = write_synthetic_trace(folder / "trace.csv", start="2023-03-01T00:00:00Z", days=14)
-    return {"profile": profile, "slow": slow, "trace": trace}
+    stale = write_synthetic_trace(folder / "stale.csv", start="2023-01-01T00:00:00Z", days=14)  # ends weeks before
+    return {"profile": profile, "slow": slow, "trace": trace, "stale": stale}
 
 
 def _free_port() -> int:
@@ -125,7 +126,8 @@ def jobs(tmp_path_factory, inputs):
     cache: dict[tuple[str, str], Job] = {}
     scenarios = {"normal": (), "rank1_no_permission": ("--no-permission-rank", "1"),
                  "strict_rank1_no_permission": ("--no-permission-rank", "1", "--strict"),
-                 "counter_frozen_at_250": ("--frozen-counter-w", "250")}
+                 "counter_frozen_at_250": ("--frozen-counter-w", "250"),
+                 "strict_stale_provider": ("--strict", "--trace", str(inputs["stale"]))}
 
     def get(framework: str, scenario: str) -> Job:
         key = (framework, scenario)
@@ -138,6 +140,19 @@ def jobs(tmp_path_factory, inputs):
 
 
 # ------------------------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_strict_with_a_dead_provider_fails_every_rank_before_any_step(jobs, framework):
+    job = jobs(framework, "strict_stale_provider")
+    assert job.rc != 0, job
+    r0, r1 = job.ranks
+    # Rank 0 read the provider at train start (its newest value is weeks old) and raised; rank 1 too.
+    assert r0["error"]["type"] == "StaleDataError", job
+    assert r1["error"]["type"] == "ProviderError" and "rank 0" in r1["error"]["message"], job
+    assert r0["steps"] == r1["steps"] == 0
+    assert r0["final_limits_w"] == [275, 275] and r1["final_limits_w"] == [275, 275]
+    assert job.elapsed_s < JOB_TIMEOUT_S / 2, f"took {job.elapsed_s:.0f} s"
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_one_decision_per_job_every_gpu_limited_energy_summed(jobs, framework):
     job = jobs(framework, "normal")

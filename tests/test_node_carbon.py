@@ -323,3 +323,31 @@ def test_every_adapter_takes_the_new_arguments():
         params = inspect.signature(adapter.__init__).parameters
         assert params["host_power_w"].default is None and params["embodied_g_per_gpu_hour"].default == 0.0
         assert "host_power_w" in adapter.__doc__ and "embodied_g_per_gpu_hour" in adapter.__doc__
+
+
+def test_vectorised_projection_matches_the_hour_by_hour_one():
+    import numpy as np
+
+    from chase_integrations.core.budget import _Projector
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        hours = int(rng.integers(1, 30))
+        spans = np.full(hours, 3600.0)
+        spans[0] = rng.uniform(1, 3600)
+        proj = _Projector(rng.uniform(50, 500, hours), spans, float(rng.uniform(1, 5000 * hours)))
+        t, e = rng.uniform(0.9, 1.3, (4, hours)), rng.uniform(100, 300, (4, hours))
+        times, carbons = proj.times_and_carbons(t, e)
+        for row in range(4):
+            assert (times[row], carbons[row]) == pytest.approx(proj.run(t[row], e[row]), rel=1e-9)
+
+
+def test_a_faster_plan_wins_when_the_slow_limit_saves_the_node_little():
+    # node profile: 200 W saves 0.1 % energy per step over 225 W but takes 5 % longer; the late hours are dirty
+    prof = PowerProfile({300: (1.0, 1000.0), 225: (1.016, 920.0), 200: (1.066, 919.0)})
+    ci = [400.0, 400.0, 400.0, 900.0, 900.0, 900.0]
+    spent = plan_budget(prof, ci, remaining_steps=3 * 3600, remaining_time_s=3 * 3600 * 1.066)
+    weighed = plan_budget(prof, ci, remaining_steps=3 * 3600, remaining_time_s=3 * 3600 * 1.066,
+                          faster_if_cleaner=True)
+    assert weighed.projected_carbon_g < spent.projected_carbon_g and weighed.projected_time_s < spent.projected_time_s
+    assert (spent.limit_w, weighed.limit_w) == (200, 225)

@@ -49,6 +49,7 @@ _ALL_AT_ONCE = 20_000  # breakpoints x slots up to which every breakpoint's plan
 #: Default of ``plan_budget(interpolate=None)``: whether the budget policy may use limits between the
 #: candidate limits (measured in ``bench/savings.py``; see the bench README table).
 INTERPOLATE = True
+FASTER_MARGIN = 0.002  #: ``faster_if_cleaner``: the projected saving a riskier plan must bring (fraction)
 
 
 @dataclass(frozen=True)
@@ -231,12 +232,11 @@ class _Projector:
     def times_and_carbons(self, t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`run` for each row of per-hour times ``t`` and energies ``e`` (plans by hours), vectorised."""
         per_hour = self.spans_s[None, :] / t
-        done = np.cumsum(per_hour, axis=1)
+        done, hour_carbon = np.cumsum(per_hour, axis=1), np.cumsum(per_hour * e * self.ci[None, :], axis=1)
         last = (done < self.steps - 1e-9).sum(axis=1)
-        rows, inside, at = np.arange(len(t)), last < t.shape[1], np.minimum(last, t.shape[1] - 1)
-        before = np.where(last > 0, done[rows, np.maximum(last - 1, 0)], 0.0)
-        hour_carbon = np.cumsum(per_hour * e * self.ci[None, :], axis=1)  # per row, through each hour
-        carbon_before = np.where(last > 0, hour_carbon[rows, np.maximum(last - 1, 0)], 0.0)
+        rows, inside, at, prev = np.arange(len(t)), last < t.shape[1], np.minimum(last, t.shape[1] - 1), last - 1
+        before = np.where(last > 0, done[rows, np.maximum(prev, 0)], 0.0)
+        carbon_before = np.where(last > 0, hour_carbon[rows, np.maximum(prev, 0)], 0.0)
         rest = np.where(inside, self.steps - before, self.steps - done[:, -1])
         carbon = np.where(inside, carbon_before, hour_carbon[:, -1]) + rest * e[rows, at] * self.ci[at]
         return self.times(t), carbon / _J_PER_KWH
@@ -330,7 +330,7 @@ def _solve(hull: _Hull, proj: _Projector, remaining_time_s: float, interpolate: 
         plan = BudgetPlan(int(hull.limits_w[free_idx[0]]), min_mu, *free, True,
                           _schedule(hull, free_idx, proj, free[0]))
         faster = _sorted_unique(rates[rates > min_mu]) if faster_if_cleaner else np.empty(0)
-        return _faster_if_cleaner(hull, proj, rates, faster, plan)
+        return _faster_if_cleaner(hull, proj, rates, faster, plan, -FASTER_MARGIN)
     # smallest breakpoint whose plan fits; the plan just below it does not
     # (the projected time falls as μ grows: every breakpoint's plan at once, then the first that fits)
     breaks = _sorted_unique(rates[rates > min_mu])  # the largest is feasible (every hour is fastest there)
@@ -354,15 +354,16 @@ def _solve(hull: _Hull, proj: _Projector, remaining_time_s: float, interpolate: 
                           _schedule(hull, idx, proj, result[0]))
     else:
         plan = _mix(hull, proj, idx, choice(np.nextafter(mu, 0.0)), mu, remaining_time_s, result)
-    return _faster_if_cleaner(hull, proj, rates, breaks[breaks > mu] if faster_if_cleaner else breaks[:0], plan)
+    return _faster_if_cleaner(hull, proj, rates, breaks[breaks > mu] if faster_if_cleaner else breaks[:0], plan,
+                              FASTER_MARGIN)
 
 
 def _faster_if_cleaner(hull: _Hull, proj: _Projector, rates: np.ndarray, faster_mus: np.ndarray,
-                       plan: BudgetPlan) -> BudgetPlan:
-    """The least-carbon plan among ``plan`` (the whole budget spent) and the faster ones (larger μ, all fit).
+                       plan: BudgetPlan, margin: float = 0.0) -> BudgetPlan:
+    """The least-carbon plan among ``plan`` and the faster ones (larger μ, all fit the budget), whole server counted.
 
-    Spending budget saves energy per step but makes the job reach later hours; when the saving is small (the
-    whole server counted, :mod:`chase_integrations.core.cost`) those hours can cost more than it saves.
+    A slower plan reaches later hours, where forecasts err most; the plan that leans on the forecast must win by
+    ``margin``: ``plan`` when it spends the budget (``margin > 0``), a faster one when it is the least-energy plan.
     """
     if len(faster_mus) == 0:
         return plan
@@ -371,7 +372,7 @@ def _faster_if_cleaner(hull: _Hull, proj: _Projector, rates: np.ndarray, faster_
     plans = (rates[None, :, :] > faster_mus[:, None, None]).sum(axis=2)  # multipliers by hours
     times, carbons = proj.times_and_carbons(hull.time_s[plans], hull.energy_j[plans])
     best = int(np.argmin(carbons))
-    if not carbons[best] < plan.projected_carbon_g * (1 - 1e-9):
+    if not carbons[best] < plan.projected_carbon_g * (1 + margin):
         return plan
     idx = plans[best]
     return BudgetPlan(int(hull.limits_w[idx[0]]), float(faster_mus[best]), float(times[best]), float(carbons[best]),

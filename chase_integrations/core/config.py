@@ -49,7 +49,7 @@ def _int(name: str, value: Any, allowed: str, lo: int) -> int:
 
 @dataclass
 class ChaseConfig:
-    """Validated callback configuration. See API.md for the meaning of each field."""
+    """Validated arguments of every adapter (documented once, in ``core.arguments.ARGUMENTS``)."""
 
     provider: Any
     policy: str = "budget"

@@ -1,4 +1,4 @@
-"""The run report (API.md): totals, baseline, savings, fallbacks and every interval, from plain data."""
+"""The run report (docs/metrics.md): totals, baseline, savings, fallbacks and every interval, from plain data."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from chase_integrations.core.profile import PowerProfile
 from chase_integrations.core.profile_store import load_saved_profile, profile_location, save_profile, share_from_rank0
 from chase_integrations.core.profiling import ProfilingPlan
 from chase_integrations.core.report import RunFacts, build_report, write_report
-from chase_integrations.core.startup import RunContext, start_gpus
+from chase_integrations.core.startup import RunContext, probe_provider, start_gpus
 from chase_integrations.errors import PowerControlError
 
 __all__ = ["STATE_VERSION", "ChaseSession", "RunContext"]
@@ -100,11 +100,11 @@ class ChaseSession:
         cfg = self.config
         if self.rank == 0:
             self.intensity, self.decider = self.parts.decider(self.warner)
-        probe = self.intensity.latest if self.intensity is not None else None  # strict: a dead provider raises now
-        setup, job_mode = start_gpus(self.parts, ctx, self.warner, self.notes, probe)
+        setup, job_mode = start_gpus(self.parts, ctx, self.warner, self.notes)
         self.controller, self.meter, self.mode = setup.controller, setup.meter, setup.mode
         self.original_limits_w, self.default_limit_w = setup.original_limits_w, setup.default_limit_w
         self.candidates_w = setup.candidates_w
+        probe_provider(self._collective, self.intensity.latest if self.intensity else None, cfg.strict)
         if self.mode == "advisory":  # no permission: measuring, logging, changing nothing
             self.degradations.begin(degraded.NO_PERMISSION, self.clock.now().isoformat())
         self.accountant = self.parts.accountant(self._collective, self.meter, self.intensity, self.warner, setup)
@@ -386,7 +386,7 @@ class ChaseSession:
             restored.restore_readings(self.intensity)
 
     def report(self) -> dict:
-        """The run report of API.md (plus extra fields)."""
+        """The run report (docs/metrics.md)."""
         cfg = self.config
         status = getattr(self.controller, "watchdog_status", None)
         facts = RunFacts(

@@ -175,8 +175,8 @@ def agree_at_start(collective: Collective, setup: GpuSetup, error: Exception | N
             raise error
         if failed:
             raise kinds[int(worst)](
-                f"{int(failed)} of {c.world_size} ranks failed at train start (see their errors); stopping rank "
-                f"{c.rank} too, so that no rank waits for the others."
+                f"{int(failed)} of {c.world_size} ranks could not start (see their errors); stopping rank {c.rank} "
+                "too, so that no rank waits for the others."
             )
         n_advisory, top = c.sum_max(float(setup.mode == "advisory"), float(MODES.index(setup.mode)))
         if c.world_size > 1:
@@ -203,11 +203,10 @@ def agree_at_start(collective: Collective, setup: GpuSetup, error: Exception | N
     return MODES[int(top)]
 
 
-def start_gpus(parts, ctx: RunContext, warner: OnceWarner, notes: list[str], probe=None) -> tuple[GpuSetup, str]:
+def start_gpus(parts, ctx: RunContext, warner: OnceWarner, notes: list[str]) -> tuple[GpuSetup, str]:
     """This rank's :func:`setup_gpus`, then :func:`agree_at_start`; returns the setup and the job's mode.
 
-    ``parts``: the run's :class:`~chase_integrations.core.compose.Parts`. ``probe``: rank 0's first provider
-    read; with ``strict=True`` a dead provider raises there, on every rank, before the first step.
+    ``parts``: the run's :class:`~chase_integrations.core.compose.Parts`.
     """
     cfg, c = parts.config, ctx.collective
     where = "" if c.world_size == 1 else f" on rank {c.rank} (GPU {ctx.gpu_indices})"
@@ -215,11 +214,29 @@ def start_gpus(parts, ctx: RunContext, warner: OnceWarner, notes: list[str], pro
     error: Exception | None = None
     setup = GpuSetup()
     try:  # a failure is raised by agree_at_start on every rank: a lone raise would hang the others
-        if probe is not None:
-            probe()
         gpus = parts.gpus(warner) if ctx.gpu_indices else None
         setup = setup_gpus(gpus, ctx.gpu_indices, parts.power(ctx.local_rank), parts.policy, cfg.power_limits_w,
                            cfg.strict, where, others, warner)
     except Exception as e:
         error = e
     return setup, agree_at_start(c, setup, error, parts.policy, cfg.power_limits_w, notes)
+
+
+def probe_provider(collective: Collective, probe, strict: bool) -> None:
+    """Rank 0 reads the provider once at train start (``probe``; ``None`` on the other ranks).
+
+    A failure is warned about at once instead of after profiling; with ``strict=True`` it raises
+    :class:`~chase_integrations.errors.ProviderError` on every rank, before the first step.
+    """
+    failure: ProviderError | None = None
+    if probe is not None:
+        try:
+            probe()
+        except ProviderError as e:  # raised only with strict=True
+            failure = e
+    if strict and collective.world_size > 1:
+        message = collective.broadcast(str(failure) if failure is not None else None)
+        if message is not None and failure is None:
+            raise ProviderError(f"rank 0's carbon-intensity provider failed at train start ({message}).")
+    if failure is not None:
+        raise failure

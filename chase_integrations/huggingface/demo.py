@@ -56,7 +56,7 @@ def run_hf_demo(sim: Any, callback_kwargs: dict[str, Any] | None, epochs: int, s
         steps_per_epoch: Optimizer steps per epoch (batch size 2).
 
     Returns:
-        The run report (API.md).
+        The run report (docs/metrics.md).
     """
     from transformers import PrinterCallback, Trainer, TrainingArguments
 

@@ -1,4 +1,4 @@
-"""Read a run report (API.md, "Run report") and describe it in text: totals, savings, time per limit.
+"""Read a run report (docs/metrics.md, "Run report") and describe it in text: totals, savings, time per limit.
 
 Pure: no plotting, no printing. ``chase report`` and ``notebooks/03_reading_a_run.ipynb`` use it.
 
@@ -29,7 +29,7 @@ _HINT = "write one with report_path=... on a callback, `chase demo --report run.
 
 
 class ReportError(ChaseError, ValueError):
-    """A run report is missing, unreadable or not in the run-report format (API.md)."""
+    """A run report is missing, unreadable or not in the run-report format (docs/metrics.md)."""
 
 
 def load_report(path: str | Path) -> dict:

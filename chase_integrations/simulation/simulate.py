@@ -91,7 +91,7 @@ class SimulationResult:
         steps / steps_per_epoch: Simulated optimizer steps and steps per profiled epoch.
         forecaster: The forecaster the decisions used (``None`` where the policy uses none).
         fallbacks: Intensity fallbacks the engine counted (non-zero when the trace has gaps).
-        report: The engine's full run report (API.md format), when ``keep_report=True``.
+        report: The engine's full run report (docs/metrics.md), when ``keep_report=True``.
         scope: What ``carbon_g`` covers: ``"gpu"`` or ``"node"`` (``host_power_w`` given).
         gpu_carbon_g / gpu_carbon_reduction: The GPUs alone, against the exact baseline's GPUs.
         embodied_carbon_g / baseline_embodied_carbon_g: Embodied emissions of the run and of the baseline.
