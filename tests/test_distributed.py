@@ -14,27 +14,16 @@ every test has a pytest timeout.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import json
 import math
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from chase_integrations.simulation.synthetic import write_synthetic_gpu_profile, write_synthetic_trace
 from tests.distributed.checks import check_one_job
+from tests.distributed.harness import SCRIPTS, Job, free_port, run_job, write_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "tests" / "distributed"
 JOB_TIMEOUT_S = 240
-SLOWDOWN_RANK1 = 1.25
 MIN_WINDOW_S = 900.0  # longer than 3 measured steps (~580 s on rank 0, ~720 s on rank 1): windows extend
 WARMUP, MEASURE = 1, 3
 FRAMEWORKS = ("lightning", "hf")
@@ -45,45 +34,14 @@ pytestmark = pytest.mark.timeout(JOB_TIMEOUT_S + 60)
 # ------------------------------------------------------------------------------------------- running jobs
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
-    """The GPU profile, a 25 %-slower copy for rank 1, and the carbon trace."""
-    folder = tmp_path_factory.mktemp("distributed-inputs")
-    profile = write_synthetic_gpu_profile(folder / "profile.csv")
-    with profile.open() as f:
-        rows = list(csv.reader(f))
-    slow = folder / "profile_slow.csv"
-    with slow.open("w", newline="") as f:
-        column = rows[0].index("time_per_epoch")
-        csv.writer(f).writerows([rows[0]] + [
-            [f"{float(v) * SLOWDOWN_RANK1:.4f}" if i == column else v for i, v in enumerate(r)] for r in rows[1:]
-        ])
-    trace = write_synthetic_trace(folder / "trace.csv", start="2023-03-01T00:00:00Z", days=14)
-    stale = write_synthetic_trace(folder / "stale.csv", start="2023-01-01T00:00:00Z", days=14)  # ends weeks before
-    return {"profile": profile, "slow": slow, "trace": trace, "stale": stale}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Job:
-    """A finished two-process job: exit status, per-rank results, rank 0's report, wall time, log."""
-
-    def __init__(self, rc: int, out: Path, elapsed_s: float, log: str) -> None:
-        self.rc, self.out, self.elapsed_s, self.log = rc, out, elapsed_s, log
-        self.ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
-        report = out / "report.json"
-        self.report = json.loads(report.read_text()) if report.exists() else None
-
-    def __repr__(self) -> str:
-        return f"Job(rc={self.rc}, out={self.out}, log tail:\n{self.log[-3000:]})"
+    """The GPU profile, a 25 %-slower copy for rank 1, the carbon trace and a stale one."""
+    return write_inputs(tmp_path_factory.mktemp("distributed-inputs"))
 
 
 def _launch(framework: str, out: Path, inputs: dict[str, Path], *extra: str) -> Job:
     """Run one two-process job; fail (never hang) if it does not finish within ``JOB_TIMEOUT_S``."""
     out.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     options = ["--out", str(out), "--profile", str(inputs["profile"]), "--profile-rank1", str(inputs["slow"]),
                "--trace", str(inputs["trace"]), "--min-window-s", str(MIN_WINDOW_S), *extra]
     if framework == "lightning":
@@ -91,34 +49,7 @@ def _launch(framework: str, out: Path, inputs: dict[str, Path], *extra: str) -> 
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
                str(SCRIPTS / "hf_ddp.py"), *options]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
-    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]), PL_DISABLE_FORK="1",
-               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    log_path = out / "job.log"
-    t0 = time.monotonic()
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=JOB_TIMEOUT_S)
-            # Lightning's rank 0 may exit before the rank it launched has written its results.
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not all((out / f"rank{r}.json").exists() for r in (0, 1)):
-                time.sleep(0.2)
-        except subprocess.TimeoutExpired:
-            rc = None
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # the whole job: launcher and every rank
-            proc.wait()
-    elapsed = time.monotonic() - t0
-    text = log_path.read_text(errors="replace")
-    if rc is None:
-        pytest.fail(f"{framework} job did not finish within {JOB_TIMEOUT_S} s (a rank hung?). Log tail:\n"
-                    f"{text[-3000:]}")
-    missing = [r for r in (0, 1) if not (out / f"rank{r}.json").exists()]
-    if missing:
-        pytest.fail(f"{framework} job (rc={rc}) left no results for ranks {missing}. Log tail:\n{text[-3000:]}")
-    return Job(rc, out, elapsed, text)
+    return run_job(framework, cmd, out, port, JOB_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
