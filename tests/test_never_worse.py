@@ -154,7 +154,10 @@ def test_max_slowdown_is_a_fraction(value):
 
 
 def test_when_nothing_is_known_the_original_limit_stays():
-    """No profile and no intensity: the decider keeps (or returns to) the original limit."""
+    """No profile and no intensity: the decider returns to the original limit (not the one in force)."""
+    from chase_integrations._warnings import OnceWarner
+    from chase_integrations.carbon.base import CarbonIntensityProvider
+    from chase_integrations.core.clock import SystemClock
     from chase_integrations.core.decide import Decider
     from chase_integrations.core.decision import DecisionInputs
     from chase_integrations.core.intensity import IntensitySource
@@ -162,25 +165,17 @@ def test_when_nothing_is_known_the_original_limit_stays():
     from chase_integrations.core.policies import BudgetPolicy
     from chase_integrations.forecast import PersistenceForecaster
 
-    class Dead(ElectricityMapsProvider):
-        def __init__(self) -> None:
-            pass
+    class Dead(CarbonIntensityProvider):
+        name = "dead"
 
         def latest(self):
             raise ProviderError("down")
-
-        def describe(self) -> str:
-            return "dead"
-
-        def now(self):
-            return None
-
-    from chase_integrations._warnings import OnceWarner
-    from chase_integrations.core.clock import SystemClock
 
     clock = SystemClock()
     source = IntensitySource(Dead(), clock, 3600.0, None, False, OnceWarner())
     decider = Decider(BudgetPolicy(0.05), source, PersistenceForecaster(), clock, 3600.0, 1.0)
     now = datetime.now(timezone.utc)
-    decision = decider.decide(DecisionInputs(now, None, None, 150, Ledger(), 100, 3600.0, None, 300, 250), None)
+    inputs = DecisionInputs(now, None, None, current_limit_w=150, ledger=Ledger(), remaining_steps=100,
+                            interval_s=3600.0, est_step_s=None, default_limit_w=300, original_limit_w=250)
+    decision = decider.decide(inputs, source.latest())
     assert decision.limit_w == 250 and decision.degraded.startswith("no carbon intensity and no profile")
