@@ -204,9 +204,20 @@ def _taped(tape: _Tape):
 
 def run_one(task: dict) -> dict:
     """All policies for one (workload, grid, start)."""
-    tapes = {fc: _Tape(fc, task["trace"]) for fc in task["forecasters"] if fc == "arima" and task.get("tape", True)}
+    return run_group([task])[0]
+
+
+def run_group(tasks: list[dict]) -> list[dict]:
+    """All policies for several (workload, host power) variants of one (grid, start), sharing one tape.
+
+    The tape holds the forecaster's output, which depends on the trace and the start only, so every workload
+    and host power of a scenario reads the same forecasts (a tape fitted on other history raises).
+    """
+    first = tasks[0]
+    assert all((t["trace"], t["start"]) == (first["trace"], first["start"]) for t in tasks), "one scenario per group"
+    tapes = {fc: _Tape(fc, first["trace"]) for fc in first["forecasters"] if fc == "arima" and first.get("tape", True)}
     try:
-        return _run_one(task, tapes)
+        return [_run_one(task, tapes) for task in tasks]
     finally:
         for tape in tapes.values():
             tape.close()
@@ -404,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     names = args.workloads.split(",")
     if args.gpus:
         names = [n for n in names if n.split("-")[0] in args.gpus.split(",")]
-    for name, host_w in [(n, h) for n in names for h in host_powers]:
+    variants = [(n, h) for n in names for h in host_powers]
+    setups, groups = {}, {}
+    for name, host_w in variants:
         csv, workload, batch = WORKLOADS[name]
         if csv.startswith("embedded:"):
             from chase_integrations.datasets import gpu_profile_path
@@ -419,19 +432,29 @@ def main(argv: list[str] | None = None) -> int:
         ep = load_gpu_profile(profile_csv, workload, batch)
         zeus_w = zeus_power_limit(ep.step_profile(1))
         rel = {p: ep.time_per_epoch_s[p] / ep.time_per_epoch_s[ep.limits_w[-1]] for p in ep.limits_w}
-        tasks = [dict(grid=g, trace=str(root / GRIDS[g]), profile=profile_csv, workload=workload, batch_size=batch,
-                      job_hours=args.job_hours, start=s, caps=caps, forecasters=forecasters,
-                      no_interp=name in no_interp and i % 5 == 0, zeus_w=zeus_w, tuned_w=tuned_caps(ep, host_w),
-                      host_power_w=host_w)
-                 for g in args.grids.split(",") for i, s in enumerate(starts)]
-        t0 = time.perf_counter()
-        pool = mp.get_context("spawn").Pool(args.processes)
-        try:
-            rows = pool.map(run_one, tasks, chunksize=4)
-        finally:
-            pool.close()  # not terminate(): workers exit normally
-            pool.join()
-        elapsed = time.perf_counter() - t0
+        setups[name, host_w] = (csv, workload, batch, caps, rel)
+        for g in args.grids.split(","):
+            for i, s in enumerate(starts):
+                groups.setdefault((g, s), []).append(dict(
+                    grid=g, trace=str(root / GRIDS[g]), profile=profile_csv, workload=workload, batch_size=batch,
+                    job_hours=args.job_hours, start=s, caps=caps, forecasters=forecasters,
+                    no_interp=name in no_interp and i % 5 == 0, zeus_w=zeus_w, tuned_w=tuned_caps(ep, host_w),
+                    host_power_w=host_w, variant=(name, host_w)))
+    t0 = time.perf_counter()
+    pool = mp.get_context("spawn").Pool(args.processes)
+    try:  # one task per scenario: its workloads and host powers share one forecaster tape
+        done = pool.map(run_group, list(groups.values()), chunksize=1)
+    finally:
+        pool.close()  # not terminate(): workers exit normally
+        pool.join()
+    elapsed = time.perf_counter() - t0
+    print(f"({len(groups)} scenarios x {len(variants)} workload/host-power variants in {elapsed:.0f} s)\n")
+    by_variant: dict = {v: [] for v in variants}
+    for group, rows in zip(groups.values(), done):
+        for task, row in zip(group, rows):
+            by_variant[task["variant"]].append(row)
+    for (name, host_w), rows in by_variant.items():
+        csv, workload, batch, caps, rel = setups[name, host_w]
         bad = [(r["grid"], r["start"], k, v) for r in rows for k, v in r["invalid"].items()]
         if bad:  # a fallback, an internal error or a degradation: the run is not what its row says
             invalid_cells += len(bad)
@@ -447,7 +470,6 @@ def main(argv: list[str] | None = None) -> int:
                            f"{len(starts)} starts x {len(per_grids[fc])} grids, carbon of {scope}",
                            tables[fc], per_grids[fc], fc))
             print()
-        print(f"({len(tasks)} scenarios in {elapsed:.0f} s)\n")
         suffix = ("-tuning" if args.tuning else "") + (f"-host{host_w:g}w" if host_w is not None else "") + args.suffix
         (out_dir / f"savings-{name}{suffix}.json").write_text(json.dumps({
             "workload": name, "profile": csv, "network": workload, "batch_size": batch, "job_hours": args.job_hours,

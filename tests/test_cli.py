@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -122,3 +123,19 @@ def test_demo_errors_name_its_options(capsys):
     assert "`--gpu-profile` must be" in capsys.readouterr().err
     assert main(["demo", "--start", "2023-03-01T00:00:00Z"]) == 2  # the embedded trace is 2022
     assert "`--start` must be a time within the trace" in capsys.readouterr().err
+
+
+def test_simulate_flags_that_mirror_arguments_share_their_documentation():
+    """`chase simulate --pue` and `pue=` say the same thing: the help text comes from the one definition."""
+    import argparse
+
+    from chase_integrations.cli import build_parser
+    from chase_integrations.core.arguments import argument_help
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {a.dest: a.help for a in sub.choices["simulate"]._actions}
+    for name in ("max_slowdown", "eta", "static_power_limit_w", "pue", "host_power_w", "embodied_g_per_gpu_hour",
+                 "policy", "forecaster"):
+        assert flags[name].startswith(argument_help(name)), name
+        assert "``" not in flags[name] and not re.search(r"\bobject\b", flags[name]), flags[name]
+    assert flags["max_intensity"] == argument_help("max_intensity_g_per_kwh")

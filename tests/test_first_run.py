@@ -45,6 +45,11 @@ def test_long_steps_profile_one_step_per_limit_and_report_the_cost(adapter, make
     prof = [iv for iv in report["intervals"] if iv["phase"] == "profile" and iv["power_limit_w"] < 300]
     assert all(iv["baseline_energy_j"] > iv["energy_j"] for iv in prof)
     json.dumps(report, allow_nan=False)
+    from chase_integrations.reporting.summary import format_percent, format_summary
+
+    line = next(ln for ln in format_summary(report).splitlines() if ln.strip().startswith("profiling"))
+    assert f"over {cost['steps']} steps" in line
+    assert f"{format_percent(cost['share_of_budget'])} of the slowdown budget" in line
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from zeus.device.cpu.common import CpuDramMeasurement
 
 from chase_integrations.core.budget import plan_budget
 from chase_integrations.core.collective import LocalCollective
@@ -20,7 +21,7 @@ from chase_integrations.core.profile import PowerProfile
 from chase_integrations.core.session import ChaseSession, RunContext
 from chase_integrations.errors import ConfigurationError, SimulationInvalidError
 from chase_integrations.simulation import simulate
-from tests.test_footprint import FakeRaplCPUs
+from tests.test_footprint import FakeRaplCPU, FakeRaplCPUs
 
 CI = 250.0
 PUE = 1.2
@@ -351,3 +352,53 @@ def test_a_faster_plan_wins_when_the_slow_limit_saves_the_node_little():
                           faster_if_cleaner=True)
     assert weighed.projected_carbon_g < spent.projected_carbon_g and weighed.projected_time_s < spent.projected_time_s
     assert (spent.limit_w, weighed.limit_w) == (200, 225)
+
+
+class _LimitRaplCPU(FakeRaplCPU):
+    """A RAPL package whose power follows the GPU's limit (the step rate drives the CPU): 20 W + 0.2 × limit."""
+
+    def __init__(self, sim) -> None:
+        super().__init__(sim.clock)
+        self.sim, self.last_t, self.total_mj = sim, sim.clock.monotonic(), 0.0
+
+    def get_total_energy_consumption(self) -> CpuDramMeasurement:
+        t = self.sim.clock.monotonic()
+        self.total_mj += (20.0 + 0.2 * self.sim.power_limits_w[0]) * (t - self.last_t) * 1000
+        self.last_t = t
+        return CpuDramMeasurement(cpu_mj=self.total_mj, dram_mj=0.0)
+
+
+def test_a_saved_profile_keeps_the_host_power_its_profiling_measured(make_sim, tmp_path):
+    """The next run prices each limit's CPU power as the run that profiled it measured, not one average."""
+    path = tmp_path / "profile.json"
+
+    def run(policy):
+        sim = make_sim()
+        sim.cpus = FakeRaplCPUs(sim.clock)
+        sim.cpus._cpus = [_LimitRaplCPU(sim)]
+        return _run(sim, 60, [0], policy=policy, profile_path=str(path), decision_interval_s=1800)
+
+    first = _Recording()
+    measured = run(first)
+    saved = PowerProfile.load(path)
+    assert PowerProfile.from_dict(measured["profile"]) == saved  # the report's profile is the one saved
+    assert saved.host_measured_w is not None and len(saved.host_measured_w) >= 2
+    for w, host_w in saved.host_measured_w.items():
+        assert host_w == pytest.approx(20.0 + 0.2 * w, rel=1e-6)
+    second = _Recording()
+    report = run(second)
+    assert report["profiling"] is None or not report["profiling"].get("steps")  # loaded, not measured again
+    node, gpu = second.seen[-1]
+    for w in node.limits_w:  # limits this run never ran at carry the saved, per-limit CPU power
+        extra_w = (node.energy_per_step_j(w) - gpu.energy_per_step_j(w)) / gpu.time_per_step_s(w)
+        assert extra_w == pytest.approx(20.0 + 0.2 * w, rel=1e-3)
+
+
+def test_a_profile_round_trips_its_host_power_and_drops_other_limits():
+    profile = PowerProfile({250: (1.0, 250.0), 200: (1.1, 210.0)}, host_measured_w={250: 72.0, 212: 71.0})
+    assert profile.host_measured_w == {250: 72.0}
+    assert PowerProfile.from_dict(profile.to_dict()) == profile
+    assert PowerProfile({250: (1.0, 250.0)}).to_dict()["limits"][0].keys() == {
+        "power_limit_w", "time_per_step_s", "energy_per_step_j"}
+    with pytest.raises(ConfigurationError, match="host power"):
+        PowerProfile({250: (1.0, 250.0)}, host_measured_w={250: float("nan")})

@@ -368,3 +368,26 @@ print(json.dumps({{"steps": chase.report["steps"], "sim_steps": sim.steps, "stat
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"steps": 20, "sim_steps": 20, "status": "finished"}  # 40 batches, 20 optimizer steps
+
+
+def test_a_profile_folder_is_keyed_by_the_model(make_sim, tmp_path):
+    """`model=` keys a saved profile to the workload; without it the looser key is warned about once."""
+    folder = str(tmp_path / "profiles") + "/"
+
+    def run(name: str, model) -> dict:
+        work = tmp_path / name
+        work.mkdir()
+        chase = _chase(make_sim(), work, policy="budget", max_slowdown=0.05, profile_path=folder, model=model)
+        with chase:
+            _train(chase, epochs=2)
+        return chase.report
+
+    first = run("a", torch.nn.Linear(4, 1))
+    assert first["profiling"]["steps"] > 0 and "profile-unkeyed" not in first["warnings"]
+    assert run("b", torch.nn.Linear(4, 1))["profiling"]["steps"] == 0  # same workload: reused
+    other = run("c", torch.nn.Linear(8, 1))  # another model on the same GPU: measured, never reused
+    assert other["profiling"]["steps"] > 0
+    assert len(list((tmp_path / "profiles").glob("*.json"))) == 2
+    with pytest.warns(ChaseWarning, match="without model="):
+        unkeyed = run("d", None)
+    assert "profile-unkeyed" in unkeyed["warnings"]

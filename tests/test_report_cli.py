@@ -258,3 +258,16 @@ def test_summarize_handles_a_minimal_api_report():
     assert "chase" in format_summary(report)
     with pytest.raises(ReportError):
         validate_report({"policy": "x"})
+
+
+def test_report_piped_into_a_reader_that_stops_early_exits_quietly(demo_report: Path):
+    """`chase report r.json | head -1`: no BrokenPipeError traceback, the shell's status for a cut pipe."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "chase_integrations", "report", str(demo_report), "--intervals"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the first line
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 141), err.decode()[-2000:]
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err

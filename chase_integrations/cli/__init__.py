@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 _SUBCOMMANDS = ("demo", "simulate", "backtest", "report", "data")
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     except ChaseError as e:
         print(f"chase {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `chase report r.json | head`: the reader left; no traceback (Python docs' recipe)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command cut off by its pipe
 
 
 if __name__ == "__main__":  # pragma: no cover

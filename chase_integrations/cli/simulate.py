@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from chase_integrations.core.arguments import argument_help
 from chase_integrations.errors import ChaseError
 
 _POLICIES = ("budget", "chase", "static", "default", "zeus", "oracle", "monitor")
@@ -36,21 +37,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default=None, help="optimizer in the profile, when it has several")
     p.add_argument("--job-hours", type=float, required=True, help="job length at the default (highest) limit, h")
     p.add_argument("--start", required=True, help="start time, ISO-8601 UTC (e.g. 2023-03-01T00:00:00Z)")
-    p.add_argument("--policy", default="budget", choices=_POLICIES)
-    p.add_argument("--max-slowdown", type=float, default=0.05,
-                   help="budget/oracle: allowed time increase (0.05 = 5 %%)")
-    p.add_argument("--forecaster", default="arima", choices=("arima", "persistence", "seasonal_naive"))
+    p.add_argument("--policy", default="budget", choices=_POLICIES, help=argument_help(
+        "policy", "Here also: default (the GPU's default limit), zeus (Zeus's static choice), oracle (the "
+        "budget policy with the true future)."))
+    p.add_argument("--max-slowdown", type=float, default=0.05, help=argument_help("max_slowdown", "Also oracle's."))
+    p.add_argument("--forecaster", default="arima", choices=("arima", "persistence", "seasonal_naive"),
+                   help=argument_help("forecaster"))
     p.add_argument("--decision-interval-s", type=float, default=3600.0,
-                   help="also decide every N s inside an epoch (0: at epoch ends only)")
-    p.add_argument("--eta", type=float, default=0.5, help="chase policy's η")
-    p.add_argument("--max-intensity", type=float, default=None, help="chase policy's MaxCI, gCO2eq/kWh")
-    p.add_argument("--static-power-limit-w", type=int, default=None, help="static policy's limit, W")
-    p.add_argument("--pue", type=float, default=1.0, help="data-centre PUE")
-    p.add_argument("--host-power-w", type=float, default=None,
-                   help="W per GPU for the rest of the server (CPUs, DRAM, fans, NICs, PSU losses): node-level "
-                        "decisions and savings (default: the GPU alone)")
+                   help=argument_help("decision_interval_s").replace("not given =", "0 =") + " Default 3600.")
+    p.add_argument("--eta", type=float, default=0.5, help=argument_help("eta"))
+    p.add_argument("--max-intensity", type=float, default=None, help=argument_help("max_intensity_g_per_kwh"))
+    p.add_argument("--static-power-limit-w", type=int, default=None, help=argument_help("static_power_limit_w"))
+    p.add_argument("--pue", type=float, default=1.0, help=argument_help("pue"))
+    p.add_argument("--host-power-w", type=float, default=None, help=argument_help("host_power_w"))
     p.add_argument("--embodied-g-per-gpu-hour", type=float, default=0.0,
-                   help="embodied emissions per GPU-hour, gCO2eq (default 0)")
+                   help=argument_help("embodied_g_per_gpu_hour"))
     p.add_argument("--profile", default="live", choices=("live", "preloaded"),
                    help="live: a first run, profiling the GPU on simulated steps of --step-s (default); "
                         "preloaded: a repeat run that starts with the profile known")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import re
 import textwrap
 from typing import Any
 
@@ -111,6 +112,22 @@ def arguments_doc(indent: int = 8) -> str:
         lines.append(text[0])
         lines += ["    " + rest for rest in text[1:]]
     return textwrap.indent("\n".join(lines), " " * indent).lstrip()
+
+
+def argument_help(name: str, cli_note: str = "") -> str:
+    """``ARGUMENTS[name]`` as a command-line flag's help: plain text, no Python objects, ``argparse``-safe.
+
+    Example:
+        >>> argument_help("pue")
+        'Data-centre power usage effectiveness (>= 1); emissions = energy × PUE × intensity.'
+        >>> argument_help("max_slowdown").endswith("(0.05 = 5 %%).")  # argparse prints %% as %
+        True
+    """
+    text = ARGUMENTS[name].replace("``None`` =", "not given =").replace(", or a policy object", "")
+    text = text.replace(" or a forecaster object", "").replace("``", "")
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    text = (text + (" " + cli_note if cli_note else "")).replace("%", "%%")
+    return text
 
 
 def with_arguments(cls: type) -> type:

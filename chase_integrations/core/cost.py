@@ -115,11 +115,13 @@ class CostModel:
             + self.embodied_g_per_s * t
 
 
-def measured_host_power_w(ledger: Ledger) -> dict[int, float] | None:
+def measured_host_power_w(ledger: Ledger, saved: Mapping[int, float] | None = None) -> dict[int, float] | None:
     """Measured CPU + DRAM power per limit, W, from the ledger (``None``: RAPL was never read).
 
     The profiling intervals measure each limit; where a limit was never profiled (a saved profile, a
-    resumed run), every measured interval at that limit counts.
+    resumed run), every measured interval at that limit counts. ``saved``: what the run that saved the
+    profile measured (:attr:`PowerProfile.host_measured_w`), for the limits this run has not measured
+    yet, once this run has read RAPL at all.
     """
     sums: dict[int, list[float]] = {}
     profiled: set[int] = set()
@@ -135,9 +137,9 @@ def measured_host_power_w(ledger: Ledger) -> dict[int, float] | None:
         row = sums.setdefault(iv.power_limit_w, [0.0, 0.0])
         row[0] += (iv.cpu_energy_j or 0.0) + (iv.dram_energy_j or 0.0)
         row[1] += iv.duration_s
-    if not sums:
+    if not sums:  # this run reads no RAPL (yet): its scope is the GPU's, whatever an earlier run measured
         return None
-    return {p: e / t for p, (e, t) in sums.items()}
+    return {**(saved or {}), **{p: e / t for p, (e, t) in sums.items()}}
 
 
 def scope_of(host_power_w: float | None, cpu_dram_measured: bool) -> str:
@@ -157,6 +159,8 @@ GPU_SCOPE_WARNING = (
     "chase-integrations counts GPU energy only: no CPU/DRAM energy was readable (RAPL) and host_power_w is "
     "not set, so carbon_g and carbon_saved_g exclude the rest of the server (CPUs, DRAM, fans, NICs, PSU "
     "losses), which draws power for longer when the GPUs run at a lower limit; the savings are overstated. "
-    "Pass host_power_w=<W per GPU> (e.g. 150 for a typical 8-GPU server) to count it in the objective, the "
-    "ledger and the baseline."
+    "Pass host_power_w=<W per GPU> (the server's meter minus the GPUs' draw, per GPU; published "
+    "figures: about 240 W on BLOOM's A100 cluster, a rated 575 W at most on a DGX H100; docs/configuration.md, "
+    "'Choosing host_power_w') to count it in the objective, "
+    "the ledger and the baseline."
 )

@@ -164,6 +164,6 @@ def decision_inputs(now: datetime, profile: PowerProfile | None, candidates_w: l
     if cost is not None:
         min_mu = cost.min_mu
         if restricted is not None:
-            node = cost.node_profile(restricted, measured_host_power_w(ledger))
+            node = cost.node_profile(restricted, measured_host_power_w(ledger, profile.host_measured_w))
     return DecisionInputs(now, profile, node, current_limit_w, ledger, remaining, interval_s, step_s,
                           default_limit_w, original_limit_w, restricted, min_mu)

@@ -52,9 +52,18 @@ class PowerProfile:
     Args:
         measurements: ``{limit_w: (time_per_step_s, energy_per_step_j)}`` or
             ``{limit_w: LimitMeasurement}``; at least one entry, all values finite and > 0.
+        host_measured_w: CPU + DRAM power measured (RAPL) while each limit was profiled, W, when it was
+            readable: saved with the profile so that a run that loads it prices the host as the run
+            that measured it did (``None``: not measured). Limits not in ``measurements`` are dropped.
+
+    Example:
+        >>> profile = PowerProfile({250: (1.0, 250.0), 200: (1.1, 210.0)}, host_measured_w={250: 72.0, 200: 70.5})
+        >>> PowerProfile.from_dict(profile.to_dict()).host_measured_w
+        {200: 70.5, 250: 72.0}
     """
 
-    def __init__(self, measurements: Mapping[int, tuple[float, float] | LimitMeasurement]) -> None:
+    def __init__(self, measurements: Mapping[int, tuple[float, float] | LimitMeasurement],
+                 host_measured_w: Mapping[int, float] | None = None) -> None:
         if not measurements:
             raise ConfigurationError("A power profile needs at least one measured power limit.")
         table: dict[int, LimitMeasurement] = {}
@@ -69,6 +78,13 @@ class PowerProfile:
             table[int(limit)] = LimitMeasurement(int(limit), m.time_per_step_s, m.energy_per_step_j)
         self._table = dict(sorted(table.items()))
         self.limits_w: list[int] = list(self._table)
+        self.host_measured_w: dict[int, float] | None = None
+        if host_measured_w is not None:
+            host = {int(p): float(w) for p, w in host_measured_w.items() if int(p) in self._table}
+            bad = {p: w for p, w in host.items() if not (math.isfinite(w) and w >= 0)}
+            if bad:
+                raise ConfigurationError(f"Profile host power must be finite and >= 0 W, got {bad}.")
+            self.host_measured_w = dict(sorted(host.items())) or None
         self._memo: dict[tuple[float, str], float] = {}
         self._points: tuple[tuple[int, float, float], ...] | None = None
 
@@ -135,7 +151,13 @@ class PowerProfile:
 
     def restricted(self, limits_w: list[int]) -> PowerProfile:
         """A profile with only the given limits (interpolated where not measured)."""
-        return PowerProfile({int(p): self.measurement(int(p)) for p in limits_w})
+        return PowerProfile({int(p): self.measurement(int(p)) for p in limits_w}, self.host_measured_w)
+
+    def with_host_measured_w(self, host_measured_w: Mapping[int, float] | None) -> PowerProfile:
+        """This profile with the measured CPU + DRAM power per limit (``None``: keep what it has)."""
+        if not host_measured_w:
+            return self
+        return PowerProfile(self._table, {**(self.host_measured_w or {}), **host_measured_w})
 
     # --- (de)serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -148,6 +170,8 @@ class PowerProfile:
                     "time_per_step_s": m.time_per_step_s,
                     "energy_per_step_j": m.energy_per_step_j,
                 }
+                | ({"host_measured_w": self.host_measured_w[m.power_limit_w]}
+                   if m.power_limit_w in (self.host_measured_w or {}) else {})
                 for m in self._table.values()
             ],
         }
@@ -158,7 +182,8 @@ class PowerProfile:
         try:
             rows = data["limits"]
             return cls(
-                {int(r["power_limit_w"]): (float(r["time_per_step_s"]), float(r["energy_per_step_j"])) for r in rows}
+                {int(r["power_limit_w"]): (float(r["time_per_step_s"]), float(r["energy_per_step_j"])) for r in rows},
+                {int(r["power_limit_w"]): float(r["host_measured_w"]) for r in rows if "host_measured_w" in r} or None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigurationError(f"Not a chase-integrations power profile: {e!r}.") from e

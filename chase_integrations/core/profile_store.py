@@ -26,6 +26,8 @@ from pathlib import Path
 
 from chase_integrations._warnings import OnceWarner
 from chase_integrations.core.collective import Collective
+from chase_integrations.core.cost import measured_host_power_w
+from chase_integrations.core.ledger import Ledger
 from chase_integrations.core.policies.base import Policy
 from chase_integrations.core.profile import PowerProfile
 from chase_integrations.errors import ConfigurationError
@@ -160,8 +162,18 @@ def _saved_key(path: Path) -> dict | None:
     return key if isinstance(key, dict) else None
 
 
-def save_profile(profile: PowerProfile, where: ProfileLocation, controller, warner: OnceWarner) -> None:
-    """Save ``profile`` for the next run, with its key (a failure is warned about once, never raised)."""
+def save_profile(profile: PowerProfile, where: ProfileLocation | None, controller, warner: OnceWarner,
+                 ledger: Ledger | None = None) -> PowerProfile:
+    """Save ``profile`` for the next run at ``where`` (``None``: not saved), with its key; return what was kept.
+
+    With the run's ``ledger``, the profile keeps the CPU + DRAM power its profiling measured per limit
+    (RAPL, :attr:`PowerProfile.host_measured_w`), in the file and in the returned profile. A failure to
+    write is warned about once, never raised.
+    """
+    if ledger is not None:
+        profile = profile.with_host_measured_w(measured_host_power_w(ledger))
+    if where is None:
+        return profile
     meta = {"gpu_indices": list(controller.gpu_indices) if controller is not None else [],
             "key": where.key.to_dict()}
     try:
@@ -169,3 +181,4 @@ def save_profile(profile: PowerProfile, where: ProfileLocation, controller, warn
         logger.info("Saved the power profile to %s.", where.path)
     except OSError as e:
         warner.warn("profile-save", f"Could not save the profile to {str(where.path)!r}: {e}")
+    return profile

@@ -265,9 +265,9 @@ class ChaseSession:
         self.profile = done.profile
         if done.dropped_w:
             self.candidates_w = [w for w in self.candidates_w if w in self.profile]
-        if self._profile_at is not None and self.rank == 0:
-            save_profile(self.profile, self._profile_at, self.controller, self.warner)
-        self._decide(reason="profiled")
+        self._decide(reason="profiled")  # closes the last profiling interval, whose host power the profile keeps
+        self.profile = save_profile(self.profile, self._profile_at if self.rank == 0 else None, self.controller,
+                                    self.warner, self.ledger)
 
     def _share_rank0_profile(self) -> None:
         """Load the saved profile; with several ranks, all take rank 0's profile, progress and candidates."""

@@ -13,6 +13,7 @@ from chase_integrations.core.arguments import config_from, with_arguments
 from chase_integrations.core.collective import Collective, LocalCollective
 from chase_integrations.core.devices import resolve_gpu_indices
 from chase_integrations.core.guard import guarded
+from chase_integrations.core.profile_store import workload_fingerprint
 from chase_integrations.core.session import STATE_VERSION, ChaseSession, RunContext
 from chase_integrations.errors import ConfigurationError
 
@@ -56,6 +57,9 @@ class Chase:
         accelerator: An ``accelerate.Accelerator``: its processes, collectives and device.
         fabric: A launched ``lightning.fabric.Fabric``: its processes, collectives and device.
         devices: The GPU indices this process controls, overriding the rule above (``[]``: none).
+        model: The model being trained (anything with ``parameters()``): its parameter count keys a saved
+            profile (``profile_path``) to this workload, so another model's profile is never reused for it.
+            Without it, a saved profile matches on GPU model and world size alone (warned once).
 
     Attributes:
         report: The run report (dict, as written to ``report_path``) once the run has ended, else ``None``.
@@ -99,6 +103,7 @@ class Chase:
         accelerator: Any = None,
         fabric: Any = None,
         devices: Sequence[int] | None = None,
+        model: Any = None,
         **kwargs: Any,
     ) -> None:
         self.config = config_from("Chase", provider, kwargs)
@@ -112,6 +117,7 @@ class Chase:
         self.accelerator = accelerator
         self.fabric = fabric
         self.devices = _devices(devices, simulation)
+        self.model = model
         self.session = ChaseSession(self.config)
         self.report: dict | None = None
 
@@ -272,8 +278,14 @@ class Chase:
             gpus_given=self.config.gpus is not None,
             devices=self.devices,
         )
+        workload = workload_fingerprint(self.model)  # a saved profile is reused only for the same workload
+        if workload is None and self.config.profile_path:
+            self.session.warner.warn("profile-unkeyed", (
+                f"profile_path={self.config.profile_path!r} without model=: the saved profile is matched on GPU "
+                "model and world size alone, so another workload's profile could be reused; pass "
+                "Chase(..., model=model)."))
         return RunContext(gpu_indices=indices, collective=collective, total_steps=self.total_steps,
-                          local_rank=local_rank)
+                          local_rank=local_rank, workload=workload)
 
 
 def _cuda_index(device: Any, world: int, local_rank: int) -> int | None:

@@ -149,6 +149,10 @@ def summarize(report: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(early, Mapping):  # what was predicted early, to set beside the outcome
             out["early_prediction"] = {k: _float_or_none(early.get(k)) for k in
                                        ("total_carbon_g", "lower_carbon_g", "upper_carbon_g", "done_fraction")}
+    cost = report.get("profiling")
+    out["profiling"] = {k: _float_or_none(cost.get(k)) for k in
+                        ("duration_s", "steps", "time_s", "carbon_g", "share_of_budget")} \
+        if isinstance(cost, Mapping) and cost.get("steps") else None
     out["scope"] = report.get("scope", "gpu")
     out["gpu_carbon_saved_g"] = _float_or_none(report.get("gpu_carbon_saved_g"))
     exact = report.get("exact_baseline")
@@ -179,6 +183,15 @@ def format_summary(report: Mapping[str, Any]) -> str:
     if s["start"]:
         lines.append(f"  span       {_short(s['start'])} to {_short(s['end'])} UTC, {s['intervals']} intervals"
                      + (f" ({s['profiling_intervals']} profiling)" if s["profiling_intervals"] else ""))
+    cost = s.get("profiling")
+    if cost and cost.get("duration_s") is not None and cost.get("time_s") is not None:
+        text = (f"  profiling  {cost['duration_s'] / 60:.1f} min over {cost['steps']:.0f} steps; cost "
+                f"{cost['time_s']:+.0f} s")
+        if cost.get("share_of_budget") is not None:
+            text += f" ({format_percent(cost['share_of_budget'])} of the slowdown budget)"
+        if cost.get("carbon_g") is not None:
+            text += f", {cost['carbon_g'] / scale:+.3f} {unit}"
+        lines.append(text)
     if s["mean_intensity_g_per_kwh"] is not None:
         lines.append(f"  intensity  mean {s['mean_intensity_g_per_kwh']:.0f} gCO2eq/kWh over intervals "
                      f"(range {s['min_intensity_g_per_kwh']:.0f}-{s['max_intensity_g_per_kwh']:.0f})")
