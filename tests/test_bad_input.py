@@ -114,7 +114,7 @@ def test_every_adapter_takes_the_same_arguments_documented_once():
     assert shared == [(p.name, p.default, p.kind) for p in inspect.signature(ChaseTrainerCallback).parameters.values()]
     plain = [(p.name, p.default, p.kind) for p in inspect.signature(Chase).parameters.values()]
     assert plain[: len(shared)] == shared
-    assert [p[0] for p in plain[len(shared):]] == ["total_steps", "log", "accelerator", "fabric", "devices"]
+    assert [p[0] for p in plain[len(shared):]] == ["total_steps", "log", "accelerator", "fabric", "devices", "model"]
     for cls in (ChaseCallback, ChaseTrainerCallback, Chase):
         assert all(f"{name}:" in cls.__doc__ for name in argument_names()), cls
 

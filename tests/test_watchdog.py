@@ -364,3 +364,53 @@ def test_a_forked_worker_holding_the_pipe_does_not_hide_the_trainers_death(tmp_p
         proc.wait()
         if sleeper is not None:
             os.kill(sleeper, signal.SIGKILL)
+
+
+def test_strict_makes_a_watchdog_that_cannot_guard_the_gpus_an_error_before_any_change(tmp_path, make_sim):
+    """strict=True: no throttled GPU without its guard; a GPU that needs none (in memory) is not an error."""
+    from zeus.device.gpu.common import GPUs
+
+    from chase_integrations.errors import PowerControlError
+
+    class Broken(SimulatedGPUs):
+        def watchdog_spec(self):
+            return {"factory": "chase_integrations.no_such_module:make", "args": []}
+
+    class Custom(GPUs):
+        def __init__(self) -> None:
+            self._gpus = [SimulatedGPU(0, "sim", 100, 300, power_w_at=lambda w: w, initial_limit_w=275)]
+
+        def __del__(self) -> None:
+            pass
+
+        @property
+        def gpus(self):
+            return self._gpus
+
+    broken = Broken([SimulatedGPU(0, "sim", 100, 300, power_w_at=lambda w: w, initial_limit_w=275)])
+    for gpus, match in ((broken, "could not start: ModuleNotFoundError"), (Custom(), "no watchdog_spec")):
+        ctl = PowerLimitController(gpus, [0], strict=True)
+        ctl.remember_originals()
+        for _ in range(2):  # every attempt fails the same way: no limit is ever changed unguarded
+            with pytest.raises(PowerControlError, match=match):
+                ctl.set_all_w(200)
+            assert gpus.gpus[0].power_limit_w == 275
+        ctl.restore()
+    in_memory = SimulatedGPUs([SimulatedGPU(0, "sim", 100, 300, power_w_at=lambda w: w, initial_limit_w=275)])
+    ctl = PowerLimitController(in_memory, [0], strict=True)
+    ctl.remember_originals()
+    ctl.set_all_w(200)
+    assert in_memory.gpus[0].power_limit_w == 200
+    ctl.restore()
+    # through the engine: strict stops the run at its first limit change; the GPU keeps its limit
+    sim = make_sim()
+    sim.gpus.__class__ = type("BrokenSimulated", (type(sim.gpus),), {"watchdog_spec": Broken.watchdog_spec})
+    session = ChaseSession(ChaseConfig(provider=StaticProvider(300.0), simulation=sim, policy="static",
+                                       static_power_limit_w=200, forecaster="persistence", strict=True,
+                                       profile_warmup_steps=0, profile_measure_steps=1))
+    with pytest.raises(PowerControlError, match="strict=True: the limit watchdog could not start"):
+        session.start(RunContext([0], LocalCollective(), total_steps=10))
+        for _ in range(5):
+            session.step_end()
+    session.end("failed")
+    assert sim.power_limits_w == [275]

@@ -53,7 +53,7 @@ ARGUMENTS: dict[str, str] = {
     "embodied_g_per_gpu_hour": "Embodied emissions per GPU-hour of running, gCO2eq (0 = not counted); charged "
                                "for the run's and the baseline's own durations.",
     "report_path": "Write the JSON run report here when training ends.",
-    "strict": "Raise instead of degrading (no permission to set limits, provider down).",
+    "strict": "Raise instead of degrading (no permission to set limits, provider down, no limit watchdog).",
     "profile_warmup_steps": "Advanced: most steps run at each limit before it is measured (the warm-up also ends "
                             "after half of ``profile_min_window_s``, and is skipped once a step lasts that long).",
     "profile_measure_steps": "Advanced: fewest steps measured at each limit (a window also lasts at least "

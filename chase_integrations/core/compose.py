@@ -96,7 +96,7 @@ class Parts:
         sim = cfg.simulation
 
         def build(gpus, gpu_indices: list[int]):
-            controller = PowerLimitController(gpus, gpu_indices, watchdog=cfg.watchdog)
+            controller = PowerLimitController(gpus, gpu_indices, watchdog=cfg.watchdog, strict=cfg.strict)
             if sim is not None:
                 cpus = getattr(sim, "cpus", None)  # simulated runs never read the real machine's RAPL
             else:

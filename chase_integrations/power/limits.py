@@ -62,11 +62,15 @@ class PowerLimitController:
         watchdog: Start a limit watchdog process before the first limit change, which restores the
             original limits if this process dies without doing so (SIGKILL, segfault). It needs GPUs another
             process can reach: Zeus's NVML/AMD GPUs, or a ``GPUs`` with ``watchdog_spec()``.
+        strict: A watchdog that is wanted but cannot guard these GPUs (it fails to start, or ``gpus`` gives
+            another process no way to reach them) raises :class:`PowerControlError` at the first limit
+            change, before any limit is changed, instead of a warning. GPUs that need no watchdog (simulated,
+            in memory) never raise.
 
     No hardware is touched in the constructor.
     """
 
-    def __init__(self, gpus, gpu_indices: Sequence[int], watchdog: bool = True) -> None:
+    def __init__(self, gpus, gpu_indices: Sequence[int], watchdog: bool = True, strict: bool = False) -> None:
         self.gpus = gpus
         self.gpu_indices = list(gpu_indices)
         self.original_limits_w: dict[int, int] = {}
@@ -75,6 +79,7 @@ class PowerLimitController:
         #: Set by the SIGTERM handler: the process is going away, so no limit is changed any more.
         self.terminating = False
         self._watchdog_wanted = watchdog
+        self._strict = strict
         self._watchdog = None  # a LimitWatchdog once started
         self._watchdog_skipped = "watchdog=False" if not watchdog else "no power limit was changed (monitor/advisory)"
 
@@ -200,6 +205,11 @@ class PowerLimitController:
         if factory is None:
             self._watchdog_skipped = why_not
             declined = getattr(self.gpus, "watchdog_spec", None) is not None  # e.g. simulated, in memory: quiet
+            if self._strict and not declined:
+                self._watchdog_wanted = True  # strict: every attempt to change a limit fails the same way
+                raise PowerControlError(f"strict=True: no limit watchdog can guard these GPUs ({why_not}), so a "
+                                        "SIGKILL could leave them throttled; no limit was changed. Pass "
+                                        "watchdog=False to run without one.")
             logger.log(logging.INFO if declined else logging.WARNING, "chase: no limit watchdog: %s.", why_not)
             return None
         watchdog = LimitWatchdog(factory, self.original_limits_w)
@@ -207,6 +217,11 @@ class PowerLimitController:
             watchdog.start()
         except WatchdogError as e:
             self._watchdog_skipped = f"could not start: {e}"
+            if self._strict:
+                self._watchdog_wanted = True
+                raise PowerControlError(f"strict=True: the limit watchdog {self._watchdog_skipped}, so a SIGKILL "
+                                        "could leave the GPUs throttled; no limit was changed. Pass "
+                                        "watchdog=False to run without one.") from e
             logger.warning("chase: the limit watchdog %s; limits are still restored on every exit this process "
                            "sees, but not after SIGKILL.", self._watchdog_skipped)
             return None
