@@ -23,6 +23,7 @@ Start times: ``savings.start_times(tuning=True)`` (disjoint from the evaluation 
 Usage:
     python bench/planner_variants.py                         # v100-bert-squad, 50 starts x 5 grids
     python bench/planner_variants.py --workload v100-resnet50 --starts 10
+    python bench/planner_variants.py --variants base,truth-0-64 --budgets 0.025 --host-power-w 300  # node level
 
 Prints, per budget and variant, the median carbon reduction, its ratio to the oracle's (median and mean) and
 the p95 time increase; writes ``bench/results/planner_variants-<workload>.json``.
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", default="0.025,0.05,0.1")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--host-power-w", type=float, default=None,
+                        help="W per GPU for the rest of the server: node-level decisions and savings (issue 17); "
+                             "result file planner_variants-<workload>-host<W>w.json")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = parser.parse_args(argv)
     root = data_dir()
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [dict(grid=g, budgets=budgets, variants=variants,
                   common=dict(trace=str(root / savings.GRIDS[g]), gpu_profile=str(root / csv), workload=network,
                               batch_size=batch, job_hours=30.0, start=s, trace_value_column=savings.VALUE_COLUMN,
-                              decision_interval_s=3600))
+                              decision_interval_s=3600, host_power_w=args.host_power_w))
              for g in savings.GRIDS for s in savings.start_times(args.starts, tuning=True)]
     t0 = time.perf_counter()
     pool = mp.get_context("spawn").Pool(args.processes)
@@ -220,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['ratio_mean']:.3f} | {100 * row['p95_time_increase']:.2f} % |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"planner_variants-{args.workload}.json").write_text(json.dumps({
+    suffix = "" if args.host_power_w is None else f"-host{args.host_power_w:g}w"
+    (out / f"planner_variants-{args.workload}{suffix}.json").write_text(json.dumps({
         "workload": args.workload, "budgets": budgets, "variants": variants, "starts": args.starts,
+        "host_power_w": args.host_power_w,
         "command": " ".join(["python bench/planner_variants.py", *(argv or sys.argv[1:])]),
         "summary": summary, "rows": rows, "elapsed_s": elapsed}, indent=1))
     return 0

@@ -14,8 +14,9 @@ the day, for tuning without touching the evaluation starts). Needs the shared da
 
 The forecast-driven policies (chase, budget) run once per forecaster in ``--forecasters``; the
 references (default, static caps, zeus, oracle) once per scenario, shared by every forecaster's table.
-ARIMA runs once per scenario: a forecaster sees only the trace, never the decisions, so every policy
-gets the same forecasts, and ``_Tape`` records them on the first run and replays them to the others
+ARIMA runs once per scenario (grid x start), for every workload and host power of it: a forecaster sees
+only the trace, never the decisions, so every policy gets the same forecasts, and ``_Tape`` records them
+on the first run and replays them to the others
 (the same results to the last bit as a fresh forecaster per policy that is fed every hour of the trace;
 a forecast the tape lacks raises). A run that counted a fallback (a forecaster failure included), an
 internal error or a degradation marks its cell INVALID and the benchmark exits with status 3.
