@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+from zeus.device.gpu.common import GPUs
 
 from chase_integrations.carbon import StaticProvider
 from chase_integrations.core.collective import LocalCollective
 from chase_integrations.core.config import ChaseConfig
 from chase_integrations.core.session import ChaseSession, RunContext
-from chase_integrations.errors import ConfigurationError
+from chase_integrations.errors import ConfigurationError, PowerControlError
 from chase_integrations.power.limits import PowerLimitController
 from chase_integrations.power.watchdog import gpus_factory, restore_if_ours
 from chase_integrations.simulation import SimulatedGPU, SimulatedGPUs
@@ -215,12 +216,29 @@ def test_no_watchdog_when_opted_out_or_unreachable(tmp_path):
     ctl.restore()
 
 
-def test_a_watchdog_that_cannot_start_is_reported_and_training_goes_on(tmp_path, caplog):
-    class Broken(SimulatedGPUs):
-        def watchdog_spec(self):
-            return {"factory": "chase_integrations.no_such_module:make", "args": []}
+class _BrokenSpec(SimulatedGPUs):
+    """Simulated GPUs whose watchdog cannot start (its factory module does not exist)."""
 
-    gpus = Broken([SimulatedGPU(0, "sim", 100, 300, power_w_at=lambda w: w, initial_limit_w=275)])
+    def watchdog_spec(self):
+        return {"factory": "chase_integrations.no_such_module:make", "args": []}
+
+
+class _NoSpecGPUs(GPUs):
+    """A ``GPUs`` of the user's own, without ``watchdog_spec()``: another process cannot reach its GPUs."""
+
+    def __init__(self) -> None:
+        self._gpus = [SimulatedGPU(0, "sim", 100, 300, power_w_at=lambda w: w, initial_limit_w=275)]
+
+    def __del__(self) -> None:
+        pass
+
+    @property
+    def gpus(self):
+        return self._gpus
+
+
+def test_a_watchdog_that_cannot_start_is_reported_and_training_goes_on(tmp_path, caplog):
+    gpus = _BrokenSpec([SimulatedGPU(0, "sim", 100, 300, power_w_at=lambda w: w, initial_limit_w=275)])
     ctl = PowerLimitController(gpus, [0])
     ctl.remember_originals()
     ctl.set_all_w(200)
@@ -245,23 +263,10 @@ def test_zeus_gpus_are_reopened_by_physical_index_with_zeusd_from_the_environmen
 
 
 def test_a_gpus_object_without_spec_gets_no_watchdog_and_a_warning(caplog):
-    from zeus.device.gpu.common import GPUs
-
-    class Custom(GPUs):
-        def __init__(self) -> None:
-            self._gpus = [SimulatedGPU(0, "sim", 100, 300, power_w_at=lambda w: w, initial_limit_w=275)]
-
-        def __del__(self) -> None:
-            pass
-
-        @property
-        def gpus(self):
-            return self._gpus
-
-    ctl = PowerLimitController(Custom(), [0])
+    ctl = PowerLimitController(_NoSpecGPUs(), [0])
     ctl.remember_originals()
     ctl.set_all_w(200)
-    assert ctl.watchdog_status()["reason"].startswith("Custom has no watchdog_spec(): another process cannot")
+    assert ctl.watchdog_status()["reason"].startswith("_NoSpecGPUs has no watchdog_spec(): another process cannot")
     assert [r.levelname for r in caplog.records if "no limit watchdog" in r.getMessage()] == ["WARNING"]
     ctl.restore()
 
@@ -368,27 +373,9 @@ def test_a_forked_worker_holding_the_pipe_does_not_hide_the_trainers_death(tmp_p
 
 def test_strict_makes_a_watchdog_that_cannot_guard_the_gpus_an_error_before_any_change(tmp_path, make_sim):
     """strict=True: no throttled GPU without its guard; a GPU that needs none (in memory) is not an error."""
-    from zeus.device.gpu.common import GPUs
 
-    from chase_integrations.errors import PowerControlError
-
-    class Broken(SimulatedGPUs):
-        def watchdog_spec(self):
-            return {"factory": "chase_integrations.no_such_module:make", "args": []}
-
-    class Custom(GPUs):
-        def __init__(self) -> None:
-            self._gpus = [SimulatedGPU(0, "sim", 100, 300, power_w_at=lambda w: w, initial_limit_w=275)]
-
-        def __del__(self) -> None:
-            pass
-
-        @property
-        def gpus(self):
-            return self._gpus
-
-    broken = Broken([SimulatedGPU(0, "sim", 100, 300, power_w_at=lambda w: w, initial_limit_w=275)])
-    for gpus, match in ((broken, "could not start: ModuleNotFoundError"), (Custom(), "no watchdog_spec")):
+    broken = _BrokenSpec([SimulatedGPU(0, "sim", 100, 300, power_w_at=lambda w: w, initial_limit_w=275)])
+    for gpus, match in ((broken, "could not start: ModuleNotFoundError"), (_NoSpecGPUs(), "no watchdog_spec")):
         ctl = PowerLimitController(gpus, [0], strict=True)
         ctl.remember_originals()
         for _ in range(2):  # every attempt fails the same way: no limit is ever changed unguarded
@@ -404,7 +391,7 @@ def test_strict_makes_a_watchdog_that_cannot_guard_the_gpus_an_error_before_any_
     ctl.restore()
     # through the engine: strict stops the run at its first limit change; the GPU keeps its limit
     sim = make_sim()
-    sim.gpus.__class__ = type("BrokenSimulated", (type(sim.gpus),), {"watchdog_spec": Broken.watchdog_spec})
+    sim.gpus.__class__ = type("BrokenSimulated", (type(sim.gpus),), {"watchdog_spec": _BrokenSpec.watchdog_spec})
     session = ChaseSession(ChaseConfig(provider=StaticProvider(300.0), simulation=sim, policy="static",
                                        static_power_limit_w=200, forecaster="persistence", strict=True,
                                        profile_warmup_steps=0, profile_measure_steps=1))
