@@ -312,6 +312,7 @@ def test_a_second_run_on_the_same_object_is_a_new_ledger(make_sim, tmp_path):
     ({"devices": [3]}, "devices"),  # the simulation has one GPU
     ({"accelerator": object()}, "accelerator"),
     ({"fabric": object()}, "fabric"),
+    ({"model": "resnet50"}, "model"),
 ])
 def test_bad_arguments_name_the_argument(make_sim, tmp_path, kwargs, argument):
     sim = make_sim()

@@ -117,6 +117,9 @@ class Chase:
         self.accelerator = accelerator
         self.fabric = fabric
         self.devices = _devices(devices, simulation)
+        if model is not None and not callable(getattr(model, "parameters", None)):
+            raise ConfigurationError.invalid("model", model, "None or the model being trained (anything with "
+                                             "parameters(), e.g. a torch.nn.Module)", hint="e.g. model=model")
         self.model = model
         self.session = ChaseSession(self.config)
         self.report: dict | None = None
