@@ -58,7 +58,11 @@ class OraclePolicy(PolicyBase):
     At each hour boundary it re-solves the least-carbon plan for the rest of the job with the true
     hourly intensities (time-weighted means of the trace), with time-sharing between limits at the
     critical multiplier (interpolated limits), and decides again at the next hour boundary. It reads no
-    forecast; the intensity it reports for a decision is the true mean of the slot.
+    forecast; the intensity it reports for a decision is the true mean of the slot. With the whole server
+    counted it weighs the faster plans as the budget policy does, with the same margin
+    (``budget.FASTER_MARGIN``), a hedge against forecast error it has no need of; re-planned hour by hour,
+    it is close to the clairvoyant optimum but not exactly it (``bench/oracle_margin.py`` measures it
+    without the margin too).
 
     Args:
         hourly_g_per_kwh: Callable ``(start, hours) -> list[float]``: the true mean intensity of the
