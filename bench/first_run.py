@@ -36,9 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from savings import GRIDS, VALUE_COLUMN, WORKLOADS, start_times  # noqa: E402
-
-from chase_integrations._data import data_dir  # noqa: E402
+from savings import GRIDS, VALUE_COLUMN, WORKLOADS, data_root, start_times  # noqa: E402
 
 BUDGETS = (0.025, 0.05, 0.10)
 #: Least median first-run reduction, as a share of the repeat run's, by job length (h).
@@ -131,9 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summarise", action="store_true", help="only summarise the .jsonl")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = parser.parse_args(argv)
-    root = data_dir()
+    root = data_root()
     if root is None:
-        print("The shared data folder is absent (set CHASE_DATA_DIR); nothing to benchmark.")
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,6 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import savings  # noqa: E402
 
-from chase_integrations._data import data_dir  # noqa: E402
-
 MARGINS = (0.002, 0.0)
 
 
@@ -72,17 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuning", action="store_true", help="the tuning start times (disjoint from the default)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = parser.parse_args(argv)
-    root = data_dir()
+    root = savings.data_root()
     if root is None:
-        print("The shared data folder is absent (set CHASE_DATA_DIR); nothing to benchmark.")
         return 2
-    csv, network, batch = savings.WORKLOADS[args.workload]
-    if csv.startswith("embedded:"):
-        from chase_integrations.datasets import gpu_profile_path
-
-        profile = str(gpu_profile_path(csv.removeprefix("embedded:")))
-    else:
-        profile = str(root / csv)
+    _, network, batch = savings.WORKLOADS[args.workload]
+    profile = savings.profile_csv(args.workload, root)
     tasks = [dict(grid=g, policy=args.policy, forecaster=args.forecaster,
                   common=dict(trace=str(root / savings.GRIDS[g]), gpu_profile=profile, workload=network,
                               batch_size=batch, job_hours=30.0, start=s, trace_value_column=savings.VALUE_COLUMN,

@@ -48,8 +48,6 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import savings  # noqa: E402
 
-from chase_integrations._data import data_dir  # noqa: E402
-
 VARIANTS = ("base", "truth-0-6", "truth-0-12", "truth-6-64", "truth-12-64", "truth-0-64",
             "spread-1", "spread-2", "horizon-24", "horizon-12", "smooth-0.3", "smooth-0.6")
 SPREAD_NODES = 7
@@ -184,15 +182,15 @@ def main(argv: list[str] | None = None) -> int:
                              "result file planner_variants-<workload>-host<W>w.json")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = parser.parse_args(argv)
-    root = data_dir()
+    root = savings.data_root()
     if root is None:
-        print("The shared data folder is absent (set CHASE_DATA_DIR); nothing to benchmark.")
         return 2
-    csv, network, batch = savings.WORKLOADS[args.workload]
+    _, network, batch = savings.WORKLOADS[args.workload]
     budgets = [float(b) for b in args.budgets.split(",")]
     variants = args.variants.split(",")
+    profile = savings.profile_csv(args.workload, root)
     tasks = [dict(grid=g, budgets=budgets, variants=variants,
-                  common=dict(trace=str(root / savings.GRIDS[g]), gpu_profile=str(root / csv), workload=network,
+                  common=dict(trace=str(root / savings.GRIDS[g]), gpu_profile=profile, workload=network,
                               batch_size=batch, job_hours=30.0, start=s, trace_value_column=savings.VALUE_COLUMN,
                               decision_interval_s=3600, host_power_w=args.host_power_w))
              for g in savings.GRIDS for s in savings.start_times(args.starts, tuning=True)]

@@ -75,6 +75,24 @@ ETAS = (0.25, 0.5, 0.75)
 STATIC_MAX_SLOWDOWN = 0.10
 
 
+def data_root() -> Path | None:
+    """The shared data folder (``CHASE_DATA_DIR``), or ``None`` after saying that it is absent."""
+    root = data_dir()
+    if root is None:
+        print("The shared data folder is absent (set CHASE_DATA_DIR); nothing to benchmark.")
+    return root
+
+
+def profile_csv(workload: str, root: Path) -> str:
+    """The GPU profile CSV of a :data:`WORKLOADS` entry: in the data folder, or embedded in the package."""
+    csv = WORKLOADS[workload][0]
+    if csv.startswith("embedded:"):
+        from chase_integrations.datasets import gpu_profile_path
+
+        return str(gpu_profile_path(csv.removeprefix("embedded:")))
+    return str(root / csv)
+
+
 def start_times(n: int, tuning: bool = False) -> list[str]:
     """``n`` start times: every 21 days from 2021-01-10, the hour of day cycling by 7 h.
 
@@ -404,9 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     host_powers = [None if v.strip().lower() == "none" else float(v) for v in args.host_power_w.split(",")
                    if v.strip()] or [None]
     invalid_cells = 0
-    root = data_dir()
+    root = data_root()
     if root is None:
-        print("The shared data folder is absent (set CHASE_DATA_DIR); nothing to benchmark.")
         return 2
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -420,24 +437,19 @@ def main(argv: list[str] | None = None) -> int:
     setups, groups = {}, {}
     for name, host_w in variants:
         csv, workload, batch = WORKLOADS[name]
-        if csv.startswith("embedded:"):
-            from chase_integrations.datasets import gpu_profile_path
-
-            profile_csv = str(gpu_profile_path(csv.removeprefix("embedded:")))
-        else:
-            profile_csv = str(root / csv)
-        caps = static_caps(profile_csv, workload, batch)
+        profile = profile_csv(name, root)
+        caps = static_caps(profile, workload, batch)
         from chase_integrations.simulation.gpu_profile import load_gpu_profile
         from chase_integrations.simulation.oracle import zeus_power_limit
 
-        ep = load_gpu_profile(profile_csv, workload, batch)
+        ep = load_gpu_profile(profile, workload, batch)
         zeus_w = zeus_power_limit(ep.step_profile(1))
         rel = {p: ep.time_per_epoch_s[p] / ep.time_per_epoch_s[ep.limits_w[-1]] for p in ep.limits_w}
         setups[name, host_w] = (csv, workload, batch, caps, rel)
         for g in args.grids.split(","):
             for i, s in enumerate(starts):
                 groups.setdefault((g, s), []).append(dict(
-                    grid=g, trace=str(root / GRIDS[g]), profile=profile_csv, workload=workload, batch_size=batch,
+                    grid=g, trace=str(root / GRIDS[g]), profile=profile, workload=workload, batch_size=batch,
                     job_hours=args.job_hours, start=s, caps=caps, forecasters=forecasters,
                     no_interp=name in no_interp and i % 5 == 0, zeus_w=zeus_w, tuned_w=tuned_caps(ep, host_w),
                     host_power_w=host_w, variant=(name, host_w)))
